@@ -1,0 +1,111 @@
+"""microlib-kernel: microservice libraries in Jupyter.
+
+Define models in notebook cells, hot-publish them into a host running in the kernel,
+persist them in DuckDB, serve a REST API, query them with SQL, orchestrate ports and
+adapters with sagas, and deploy whole notebooks with papermill.
+
+Importing this package opens nothing, starts nothing and reads no environment; the
+heavier parts (the host's HTTP server, the HTTP client, the notebook extension) are
+imported when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .domain.commands import command
+from .domain.events import Event
+from .domain.model import Model
+from .domain.ports import port
+from .domain.relations import relation
+from .errors import (
+    BadQuery,
+    BreakerOpen,
+    Conflict,
+    DatasourceError,
+    DatasourceLocked,
+    DeployRefused,
+    Forbidden,
+    MicrolibError,
+    NotFound,
+    PayloadTooLarge,
+    PortFailed,
+    PortTimeout,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    Vetoed,
+)
+
+if TYPE_CHECKING:
+    from .client import HostClient
+    from .domain.secrets import Secret
+    from .host import Host, Published
+    from .store.sql import SqlResult
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Host": ("microlib_kernel.host", "Host"),
+    "Published": ("microlib_kernel.host", "Published"),
+    "HostClient": ("microlib_kernel.client", "HostClient"),
+    "Secret": ("microlib_kernel.domain.secrets", "Secret"),
+    "SqlResult": ("microlib_kernel.store.sql", "SqlResult"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'microlib_kernel' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext microlib_kernel``: create the in-kernel host and register the magics."""
+    from .notebook.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext microlib_kernel``: stop the server and close the host."""
+    from .notebook.extension import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+__all__ = [
+    "BadQuery",
+    "BreakerOpen",
+    "Conflict",
+    "DatasourceError",
+    "DatasourceLocked",
+    "DeployRefused",
+    "Event",
+    "Forbidden",
+    "Host",
+    "HostClient",
+    "MicrolibError",
+    "Model",
+    "NotFound",
+    "PayloadTooLarge",
+    "PortFailed",
+    "PortTimeout",
+    "Published",
+    "Secret",
+    "ServiceUnavailable",
+    "SqlResult",
+    "Unauthorized",
+    "ValidationFailed",
+    "Vetoed",
+    "command",
+    "load_ipython_extension",
+    "port",
+    "relation",
+    "unload_ipython_extension",
+]

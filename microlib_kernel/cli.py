@@ -1,0 +1,138 @@
+"""The ``microlib`` command.
+
+Each subcommand is one small function registered in :data:`COMMANDS`; errors of the
+``MicrolibError`` tree become one line on stderr and exit code 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .errors import MicrolibError
+
+Handler = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+def subcommand(name: str, help: str) -> Callable[[Handler], Handler]:
+    """Register ``fn`` as ``microlib NAME`` (``@arguments`` configures its parser)."""
+
+    def register(fn: Handler) -> Handler:
+        configure = getattr(fn, "configure", lambda p: None)
+        COMMANDS[name] = (help, configure, fn)
+        return fn
+
+    return register
+
+
+def arguments(configure: Callable[[argparse.ArgumentParser], None]) -> Callable[[Handler], Handler]:
+    """Attach a parser configuration to a subcommand function."""
+
+    def attach(fn: Handler) -> Handler:
+        fn.configure = configure  # type: ignore[attr-defined]
+        return fn
+
+    return attach
+
+
+def _sql_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query", help="one read-only SQL query (tables are model endpoints)")
+    p.add_argument(
+        "--datasource",
+        default="duckdb:///.microlib/microlib.duckdb",
+        help="read a datasource directly (default: %(default)s)",
+    )
+    p.add_argument(
+        "--param",
+        "-p",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="bind $NAME to VALUE (JSON if it parses, else text)",
+    )
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+
+@subcommand("sql", "run read-only SQL on a host or a datasource")
+@arguments(_sql_args)
+def cmd_sql(args: argparse.Namespace) -> int:
+    params = {name: _json_or_text(value) for name, value in args.param} or None
+    result = _sql_on_datasource(args.datasource, args.query, params)
+    _print_result(result, args.format)
+    return 0
+
+
+def _sql_on_datasource(url: str, query: str, params: Any) -> Any:
+    """SQL straight on a datasource's tables (the host must not be running on it)."""
+    from .host import Host
+
+    host = Host(url)
+    try:
+        return host.sql(query, params)
+    finally:
+        host.close()
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _print_result(result: Any, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.to_json()["rows"])
+    else:
+        print(result._text(limit=1000))
+
+
+@subcommand("secret-key", "print a new key for MICROLIB_SECRET_KEY (Fernet)")
+def cmd_secret_key(args: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="microlib",
+        description="Microservice libraries in Jupyter: serve, deploy and query microlib hosts.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, configure, fn) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        configure(p)
+        p.set_defaults(handler=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``microlib`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except MicrolibError as exc:
+        print(f"microlib {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

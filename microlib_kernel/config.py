@@ -1,0 +1,162 @@
+"""Settings: defaults < pyproject ``[tool.microlib]`` < ``MICROLIB_*`` environment < arguments.
+
+Nothing here runs at import time: :meth:`Settings.load` reads the files and the
+environment when a host (or the CLI) asks for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import MicrolibError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a host can be configured with.
+
+    Attributes:
+        datasource: default datasource URL (``duckdb:///.microlib/microlib.duckdb``).
+        api_root: path prefix of the HTTP API.
+        port: HTTP port of ``serve()``; 0 picks a free one.
+        bind: address the HTTP server binds (loopback unless told otherwise).
+        serve: start the HTTP server on the first publish (notebooks).
+        cache_size: instances kept in the in-memory cache (LRU), across models.
+        body_limit: largest request body in bytes (413 above it).
+        keep_versions: versions of a model kept for rollback.
+        deploy_token: token of the deploy routes; generated into ``home/deploy-token`` if unset.
+        secret_key: Fernet key for ``Secret`` fields.
+        auth_tokens: ``token -> roles`` for the HTTP API; empty means auth is off.
+        home: folder for the default database, the deploy token and deployment records.
+        commit_batch: most writes one group commit takes.
+        commit_delay: seconds the writer waits for more writes once one arrived (0: none).
+    """
+
+    datasource: str = "duckdb:///.microlib/microlib.duckdb"
+    api_root: str = "/microlib/api"
+    port: int = 8707
+    bind: str = "127.0.0.1"
+    serve: bool = True
+    cache_size: int = 100_000
+    body_limit: int = 1 << 20
+    keep_versions: int = 10
+    deploy_token: str | None = None
+    secret_key: str | None = None
+    auth_tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    home: str = ".microlib"
+    commit_batch: int = 5000
+    commit_delay: float = 0.0
+    cwd: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings from every layer; ``overrides`` left ``None`` are ignored.
+
+        Raises:
+            MicrolibError: a setting has a value of the wrong type, or is unknown.
+        """
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        values.update(_from_pyproject(base / "pyproject.toml"))
+        values.update(_from_env(env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise MicrolibError(
+                f"unknown setting(s) {', '.join(unknown)}; valid ones: {', '.join(sorted(known))}"
+            )
+        values["cwd"] = str(base.resolve())
+        return cls(**{k: _coerce(known[k], v) for k, v in values.items()})
+
+    def path(self, relative: str | os.PathLike[str]) -> Path:
+        """A path relative to the working directory these settings were loaded in."""
+        p = Path(relative)
+        return p if p.is_absolute() else Path(self.cwd or os.getcwd()) / p
+
+    @property
+    def home_path(self) -> Path:
+        """The ``.microlib`` folder (not created here)."""
+        return self.path(self.home)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _from_pyproject(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MicrolibError(f"cannot read [tool.microlib] from {path}: {exc}") from exc
+    section = data.get("tool", {}).get("microlib", {})
+    return {k.replace("-", "_"): v for k, v in section.items()}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if key.startswith("MICROLIB_"):
+            name = key[len("MICROLIB_") :].lower()
+            if name in _ENV_NAMES:
+                out[name] = value
+    return out
+
+
+_ENV_NAMES = {f.name for f in fields(Settings)} - {"cwd"}
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    kind = str(f.type)
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"expected true/false, got {value!r}")
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if f.name == "auth_tokens":
+            return _parse_tokens(value)
+        if kind.startswith("str"):
+            return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise MicrolibError(f"setting {f.name}: {exc}") from exc
+    return value
+
+
+def _parse_tokens(value: Any) -> dict[str, tuple[str, ...]]:
+    """``"tok1=admin+write,tok2=read"`` or a mapping ``{token: [roles]}``."""
+    if isinstance(value, Mapping):
+        return {str(k): tuple(str(r).strip() for r in v) for k, v in value.items()}
+    out: dict[str, tuple[str, ...]] = {}
+    for item in str(value).split(","):
+        if not item.strip():
+            continue
+        token, _, roles = item.partition("=")
+        out[token.strip()] = tuple(r.strip() for r in roles.split("+") if r.strip())
+    return out

@@ -1,0 +1,1 @@
+"""The domain: models, specs, ports, relations, commands, events. Imports only pydantic."""

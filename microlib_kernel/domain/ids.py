@@ -1,0 +1,44 @@
+"""Instance ids: time-ordered, URL-safe, and checked before they reach a store."""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import time
+
+from ..errors import ValidationFailed
+
+_random = random.Random()
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:@+=-]{0,199}$")
+
+
+def new_id() -> str:
+    """A 26-character id: 48 bits of milliseconds then 80 random bits, base32hex.
+
+    Ids sort by creation time (base32hex keeps byte order), so listing by id lists
+    oldest first. They are unique, not secret: nothing relies on them being unguessable.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
+    return base64.b32hexencode(value.to_bytes(16, "big")).decode()[:26].lower()
+
+
+def is_valid_id(value: object) -> bool:
+    """Whether ``value`` can be an instance id (no ``/``, no ``..``, printable, <= 200)."""
+    return isinstance(value, str) and bool(_ID_RE.match(value)) and ".." not in value
+
+
+def check_id(value: object) -> str:
+    """Return ``value`` if it is a valid id.
+
+    Raises:
+        ValidationFailed: it could escape a folder or a URL path, or is not a string.
+    """
+    if not is_valid_id(value):
+        raise ValidationFailed(
+            f"invalid id {value!r}: ids are 1-200 characters from letters, digits and "
+            "._~:@+=- , start with a letter or digit, and contain no '/' or '..'",
+            errors=[{"type": "id", "loc": ["id"], "msg": "invalid id", "input": repr(value)}],
+        )
+    assert isinstance(value, str)
+    return value

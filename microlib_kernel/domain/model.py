@@ -1,0 +1,244 @@
+"""The ``Model`` base class: a pydantic v2 model plus framework fields and async data methods.
+
+.. code-block:: python
+
+    class Order(Model, endpoint="orders"):
+        items: list[dict] = Field(min_length=1)
+        total: float = 0.0
+
+    order = await Order.create(items=[{"sku": "a"}])
+    order = await order.update(total=3.5)
+
+Instances are immutable snapshots: ``update`` returns the new state and leaves the old
+snapshot as it was. Data methods work once the class is published to a host (which
+gives it a runtime); they may be awaited from any thread or event loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import MicrolibError
+from .ports import PortDeclaration
+from .relations import RelationDeclaration
+
+if TYPE_CHECKING:
+    from .events import Event, Handler, Pattern, Subscription
+    from .runtime import ModelRuntime
+    from .spec import ModelSpec
+
+Compensation = Literal["running", "complete", "incomplete"]
+
+#: Fields every instance has; the framework sets them, users cannot.
+FRAMEWORK_FIELDS: tuple[str, ...] = (
+    "id",
+    "created_at",
+    "updated_at",
+    "version",
+    "revision",
+    "port_flow",
+    "compensation",
+)
+
+
+class Model(BaseModel):
+    """Base class of every domain model.
+
+    Class keywords:
+        endpoint: the URL segment and table name (default: the snake-case plural name).
+        datasource: a datasource URL for this model alone (default: the host's).
+
+    Framework fields: ``id``, ``created_at``, ``updated_at``, ``version`` (the spec
+    version that last wrote it), ``revision`` (bumped by every write), ``port_flow``
+    (ports completed, for undo and resume) and ``compensation``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        ignored_types=(PortDeclaration, RelationDeclaration),
+        populate_by_name=True,
+    )
+
+    __microlib_endpoint__: ClassVar[str]
+    __microlib_datasource__: ClassVar[str | None] = None
+    __microlib_spec__: ClassVar[ModelSpec]
+    __microlib_runtime__: ClassVar[ModelRuntime | None] = None
+
+    id: str = Field(default="", description="Instance id (set by the framework).")
+    created_at: dt.datetime | None = Field(default=None, description="When it was created.")
+    updated_at: dt.datetime | None = Field(default=None, description="When it last changed.")
+    version: str | None = Field(default=None, description="Model version that last wrote it.")
+    revision: int = Field(default=0, description="Bumped by every write (optimistic locking).")
+    port_flow: builtins.list[str] = Field(
+        default_factory=builtins.list, description="Ports completed, in order."
+    )
+    compensation: Compensation | None = Field(
+        default=None, description="Saga compensation state, None until one starts."
+    )
+
+    def __init_subclass__(
+        cls, *, endpoint: str | None = None, datasource: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__microlib_endpoint__ = endpoint or default_endpoint(cls.__name__)
+        cls.__microlib_datasource__ = datasource
+        # A subclass is a new model: it is not published with its parent.
+        cls.__microlib_runtime__ = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        from .spec import compile_spec
+
+        # Compile now so a bad declaration fails where the class is written.
+        cls.__microlib_spec__ = compile_spec(cls)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @classmethod
+    def _runtime(cls) -> ModelRuntime:
+        runtime = cls.__microlib_runtime__
+        if runtime is None:
+            raise MicrolibError(
+                f"{cls.__name__} is not published: run host.publish({cls.__name__}) or define it "
+                "in a %%microlib model cell"
+            )
+        return runtime
+
+    @classmethod
+    def spec(cls) -> ModelSpec:
+        """The compiled :class:`~microlib_kernel.domain.spec.ModelSpec` of this class."""
+        return cls.__microlib_spec__
+
+    # -- data operations ---------------------------------------------------------------
+
+    @classmethod
+    async def create(cls, **data: Any) -> Self:
+        """Validate, persist and return a new instance; emits ``{model}.created``.
+
+        Raises:
+            ValidationFailed: the data does not validate (pydantic details in ``errors``).
+        """
+        return cast(Self, await cls._runtime().create(data))
+
+    @classmethod
+    async def find(cls, id: str) -> Self:
+        """The instance with this id.
+
+        Raises:
+            NotFound: there is none.
+        """
+        return cast(Self, await cls._runtime().find(id))
+
+    @classmethod
+    async def list(
+        cls,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: str | Sequence[str] | None = None,
+        **filters: Any,
+    ) -> builtins.list[Self]:
+        """Instances matching exact-value ``filters``, paged and ordered.
+
+        Args:
+            limit: at most this many (``None``: all).
+            offset: skip this many first.
+            order: a field name, ``-field`` for descending, or a list of them
+                (default: creation order).
+            **filters: ``field=value`` exact matches.
+
+        Raises:
+            BadQuery: an unknown field.
+        """
+        found = await cls._runtime().list(filters, limit=limit, offset=offset, order=order)
+        return cast(builtins.list[Self], found)
+
+    @classmethod
+    async def count(cls, **filters: Any) -> int:
+        """How many instances match ``filters``."""
+        return await cls._runtime().count(filters)
+
+    async def update(self, **changes: Any) -> Self:
+        """Validate ``changes``, run ``on_update``, persist; returns the new state.
+
+        Raises:
+            ValidationFailed: the changes do not validate.
+            Conflict: the instance changed since this snapshot was read.
+        """
+        return cast(Self, await type(self)._runtime().update(self, changes))
+
+    async def delete(self) -> Self:
+        """Delete this instance (``on_delete`` may veto); returns it.
+
+        Raises:
+            Vetoed: ``on_delete`` raised.
+        """
+        return cast(Self, await type(self)._runtime().delete(self))
+
+    async def emit(self, name: str, data: Any = None) -> Event:
+        """Publish an event about this instance on the host's broker."""
+        return await type(self)._runtime().emit(self, name, data)
+
+    async def undo(self) -> Self:
+        """Compensate the completed ports in reverse order (a saga); returns the new state."""
+        return cast(Self, await type(self)._runtime().undo(self))
+
+    async def run_command(
+        self, name: str, *, roles: Iterable[str] | None = None, **kwargs: Any
+    ) -> Any:
+        """Run command ``name`` as a caller with ``roles`` (``None``: every role)."""
+        return await type(self)._runtime().run_command(self, name, kwargs, roles)
+
+    @classmethod
+    def on(cls, pattern: Pattern, handler: Handler) -> Subscription:
+        """Subscribe ``handler`` to events matching ``pattern`` on the host's broker.
+
+        Subscribing the same function again (say, by re-running a cell) replaces the
+        earlier subscription instead of adding a second one.
+        """
+        return cls._runtime().on(pattern, handler)
+
+    @classmethod
+    def sql(cls, query: str, params: Any = None) -> Any:
+        """Run read-only SQL over the host's model tables; returns a ``SqlResult``."""
+        return cls._runtime().sql(query, params)
+
+    # -- hooks (override) --------------------------------------------------------------
+
+    def on_update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Called before an update commits, with ``self`` the state before it.
+
+        Return the changes to apply (sync or async). Raise ``ValueError`` to refuse.
+        """
+        return changes
+
+    def on_delete(self) -> None:
+        """Called before a delete commits. Raise to veto it (sync or async)."""
+        return None
+
+    # -- conveniences --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The instance as JSON-able data (secret values masked)."""
+        return self.model_dump(mode="json")
+
+
+def default_endpoint(class_name: str) -> str:
+    """``OrderItem`` -> ``order_items``."""
+    out = []
+    for i, ch in enumerate(class_name):
+        if ch.isupper() and i and not class_name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    word = "".join(out)
+    if word.endswith("s"):
+        return word + "es"
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"

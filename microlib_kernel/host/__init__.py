@@ -1,0 +1,6 @@
+"""The host: composition root, loop, registry, repositories, deploy."""
+
+from .deploy import Published
+from .host import Host
+
+__all__ = ["Host", "Published"]

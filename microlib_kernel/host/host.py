@@ -1,0 +1,557 @@
+"""``Host``: the composition root. It owns the loop, the datasources, the registry and the broker.
+
+.. code-block:: python
+
+    host = Host("duckdb:///.microlib/microlib.duckdb")
+    host.publish(Order)                       # -> [Published(name='Order', version='1.0.0', ...)]
+    order = await Order.create(items=[...])
+    host.sql("SELECT status, count(*) FROM orders GROUP BY 1")
+    host.close()
+
+Admin methods are synchronous and thread-safe (they hop onto the host loop). There is
+no global host: scripts and tests create their own, and two hosts never see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..config import Settings
+from ..domain.events import Event, EventBroker
+from ..domain.model import FRAMEWORK_FIELDS, Model
+from ..domain.types import ValueType
+from ..errors import DeployRefused, MicrolibError, NotFound
+from ..store.base import Column, DataSource, TableSchema, WriteOp
+from ..store.cache import InstanceCache
+from ..store.registry import create_datasource, scheme_of
+from .adapters import AdapterRegistry, ServiceRegistry
+from .commands import CommandRunner
+from .deploy import KINDS, Published, install_module, models_defined, run_source, service_object
+from .loop import HostLoop
+from .registry import ModelEntry, ModelVersion, VersionRegistry
+from .repository import Change, Repository
+from .runtime import VersionRuntime
+from .sql import SqlService
+
+if TYPE_CHECKING:
+    from ..store.sql import SqlResult
+
+log = logging.getLogger("microlib_kernel.host")
+
+_FRAMEWORK_COLUMNS = (
+    Column("id", ValueType("string")),
+    Column("created_at", ValueType("timestamp")),
+    Column("updated_at", ValueType("timestamp")),
+    Column("version", ValueType("string")),
+    Column("revision", ValueType("integer"), 0, True),
+    Column("port_flow", ValueType("list", item=ValueType("string")), [], True),
+    Column("compensation", ValueType("string")),
+)
+
+
+def table_schema(mv: ModelVersion) -> TableSchema:
+    """The table a model version needs: framework columns, then one per field."""
+    user = tuple(Column(f.name, f.type, f.default, f.has_default) for f in mv.spec.fields.values())
+    return TableSchema(mv.spec.endpoint, _FRAMEWORK_COLUMNS + user)
+
+
+class Host:
+    """The in-process host of published models.
+
+    Args:
+        datasource: default datasource URL (``None``: settings, i.e.
+            ``duckdb:///.microlib/microlib.duckdb`` unless ``MICROLIB_DATASOURCE`` says otherwise).
+        api_root: path prefix of the HTTP API.
+        port: default HTTP port of :meth:`serve`.
+        bind: default bind address of :meth:`serve`.
+        settings: a complete :class:`Settings` (the other arguments override it).
+
+    Raises:
+        DatasourceError: the datasource cannot be opened (unknown scheme, locked file...).
+    """
+
+    def __init__(
+        self,
+        datasource: str | None = None,
+        *,
+        api_root: str | None = None,
+        port: int | None = None,
+        bind: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        overrides: dict[str, Any] = {
+            "datasource": datasource,
+            "api_root": api_root,
+            "port": port,
+            "bind": bind,
+        }
+        if settings is None:
+            settings = Settings.load(**overrides)
+        else:
+            settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+        self.settings = settings
+        scheme_of(settings.datasource)  # a bad URL fails before any thread starts
+        self.events = EventBroker()
+        self.cache = InstanceCache(settings.cache_size)
+        self.registry = VersionRegistry(keep=settings.keep_versions)
+        self.adapters = AdapterRegistry()
+        self.services = ServiceRegistry()
+        self.commands = CommandRunner(self)
+        self.url: str | None = None
+        self.server: Any = None
+        self._datasources: dict[str, DataSource] = {}
+        self._repos: dict[str, Repository] = {}
+        self._change_listeners: list[Callable[[Change], None]] = []
+        self._closed = False
+        self.loop = HostLoop()
+        try:
+            self.datasource = self.loop.run(self._open(settings.datasource))
+        except BaseException:
+            self.loop.stop()
+            raise
+        self._sql = SqlService(self.datasource)
+        from .ports import PortRunner
+        from .relations import RelationResolver
+
+        self.ports = PortRunner(self)
+        self.relations = RelationResolver(self)
+
+    # -- datasources and repositories ----------------------------------------------------------
+
+    async def _open(self, url: str) -> DataSource:
+        store = self._datasources.get(url)
+        if store is None:
+            store = create_datasource(url, self.settings)
+            await store.open()
+            self._datasources[url] = store
+        return store
+
+    def datasource_for(self, spec_datasource: str | None) -> str:
+        """The URL a model's table lives on."""
+        return spec_datasource or self.settings.datasource
+
+    def repository(self, endpoint: str) -> Repository:
+        """The repository of a table (it exists once a model using it was published)."""
+        try:
+            return self._repos[endpoint]
+        except KeyError:
+            raise NotFound(f"no model serves endpoint {endpoint!r}") from None
+
+    def on_change(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener(change)`` after every committed write (cache coherence hook)."""
+        self._change_listeners.append(listener)
+
+    def _notify_change(self, change: Change) -> None:
+        for listener in self._change_listeners:
+            listener(change)
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(
+        self,
+        obj: type[Model] | str,
+        *,
+        kind: str = "model",
+        name: str | None = None,
+        version: str | None = None,
+    ) -> list[Published]:
+        """Publish a model class, or source text of any kind.
+
+        Args:
+            obj: a ``Model`` subclass, or source text.
+            kind: ``model``, ``adapter``, ``service`` or ``module`` (for source text).
+            name: required for adapters, services and modules.
+            version: pin the version of every model published (default: next patch).
+
+        Returns:
+            One :class:`Published` per model (or one for the adapter/service/module).
+
+        Raises:
+            DeployRefused: the source fails, defines nothing publishable, or a model's
+                spec or schema change is refused. Nothing is published then.
+        """
+        return self.loop.run(self.publish_async(obj, kind=kind, name=name, version=version))
+
+    async def publish_async(
+        self,
+        obj: type[Model] | str,
+        *,
+        kind: str = "model",
+        name: str | None = None,
+        version: str | None = None,
+    ) -> list[Published]:
+        """:meth:`publish` for code already on the host loop (the HTTP deploy route)."""
+        if kind not in KINDS:
+            raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if isinstance(obj, type) and issubclass(obj, Model):
+            return await self._publish_models([obj], version, None)
+        if not isinstance(obj, str):
+            raise DeployRefused(f"publish takes a Model subclass or source text, got {obj!r}")
+        if kind != "model" and not (isinstance(name, str) and name.isidentifier()):
+            raise DeployRefused(f"publishing a {kind} needs a name that is a Python identifier")
+        if kind == "model":
+            module = run_source(obj, kind="model", name=name)
+            classes = models_defined(module)
+            if not classes:
+                raise DeployRefused("the model source defines no Model subclass")
+            return await self._publish_models(classes, version, obj)
+        assert name is not None
+        if kind == "adapter":
+            module = run_source(obj, kind="adapter", name=name)
+            bound = self.adapters.register_module(name, vars(module))
+            if not bound:
+                raise DeployRefused(f"adapter source {name} defines no function")
+        elif kind == "service":
+            module = run_source(obj, kind="service", name=name)
+            self.services.register(name, service_object(obj, module, name))
+        else:
+            install_module(name, obj)
+        return [Published(name, None, None)]
+
+    async def _publish_models(
+        self, classes: list[type[Model]], version: str | None, source: str | None
+    ) -> list[Published]:
+        # Everything is checked before anything is swapped in: all models or none.
+        now = dt.datetime.now(dt.UTC)
+        planned: list[ModelVersion] = []
+        names = [c.__name__.lower() for c in classes]
+        if len(set(names)) != len(names):
+            raise DeployRefused("a source defines the same model twice")
+        for cls in classes:
+            self._check_binding(cls)
+            spec = cls.spec()
+            self.registry.check_endpoint(spec.name, spec.endpoint)
+            mv = ModelVersion(
+                spec.name, self.registry.next_version(spec.name, version), cls, spec, now, source
+            )
+            planned.append(mv)
+        self.commands.check(planned)
+        prepared = []
+        for mv in planned:
+            store = await self._open(self.datasource_for(mv.spec.datasource))
+            schema = table_schema(mv)
+            await self._check_evolution(mv, store, schema)
+            prepared.append((mv, store, schema))
+        for mv, store, schema in prepared:
+            await store.ensure_table(schema)
+            repo = self._repos.get(schema.name)
+            if repo is None or repo.store is not store:
+                repo = Repository(
+                    schema.name, mv.name, store, self.cache, self.events, self._notify_change
+                )
+                self._repos[schema.name] = repo
+            repo.model = mv.name
+            if mv.spec.has_migrate:
+                await self._migrate(mv, repo)
+        out = []
+        for mv, _, _ in prepared:
+            mv.runtime = VersionRuntime(self, mv)
+            mv.cls.__microlib_runtime__ = mv.runtime
+            entry = self.registry.add(mv)
+            self.ports.sync(entry)
+            out.append(Published(mv.name, mv.version, mv.spec.endpoint))
+            log.info("published %s %s at %s", mv.name, mv.version, mv.spec.endpoint)
+        return out
+
+    def _check_binding(self, cls: type[Model]) -> None:
+        owner = getattr(cls.__microlib_runtime__, "host", None)
+        if owner is not None and owner is not self and not owner.closed:
+            raise DeployRefused(
+                f"{cls.__name__} is already published to another host; define the class again "
+                "to publish it here"
+            )
+
+    async def _check_evolution(
+        self, mv: ModelVersion, store: DataSource, schema: TableSchema
+    ) -> None:
+        """Refuse a version the stored rows cannot satisfy (checked on the rows themselves).
+
+        Only what changed is checked, so a republish of an unchanged model costs a
+        metadata query, not a scan.
+        """
+        columns = await store.columns(schema.name)
+        if not columns:
+            return
+        if not mv.spec.has_migrate:
+            missing = [
+                f.name for f in mv.spec.fields.values() if f.required and f.name not in columns
+            ]
+            total = await store.count(schema.name, {}) if missing else 0
+            if total:
+                raise DeployRefused(
+                    f"{mv.name} {mv.version} adds required field {missing[0]!r} but {total} stored "
+                    "row(s) have no value for it: give it a default or define migrate(record) "
+                    "on the model",
+                    field=missing[0],
+                )
+        else:
+            return  # migrate() rewrites every row, and each is validated then
+        entry = self.registry.find(mv.name)
+        prev = entry.latest().cls if entry is not None and entry.versions else None
+        records: list[dict[str, Any]] | None = None
+        for col in schema.columns:
+            if col.name in FRAMEWORK_FIELDS or col.name not in columns:
+                continue
+            info = mv.cls.model_fields[col.name]
+            old = prev.model_fields.get(col.name) if prev is not None else None
+            if old is not None and repr(old.annotation) == repr(info.annotation):
+                continue
+            if old is None and prev is None and store.sql_engine() is not None:
+                continue  # first publish in this process: ensure_table checks the SQL types
+            bad = await store.check_column_type(schema.name, col)
+            if not bad:
+                if records is None:
+                    records = await store.records(schema.name)
+                bad = _invalid_values(info.annotation, col.name, records)
+            if bad:
+                raise DeployRefused(
+                    f"{mv.name} {mv.version} changes field {col.name!r} in a way stored rows do "
+                    f"not satisfy (ids {', '.join(bad[:5])}); keep the old type, add a new field "
+                    "or define migrate(record)",
+                    field=col.name,
+                    ids=bad[:10],
+                )
+
+    async def _migrate(self, mv: ModelVersion, repo: Repository) -> None:
+        migrate = mv.cls.migrate  # type: ignore[attr-defined]
+        ops = []
+        for record in await repo.store.records(repo.table):
+            try:
+                new = migrate(dict(record))
+                if inspect.isawaitable(new):
+                    new = await new
+                values = {k: v for k, v in dict(new).items() if k in mv.cls.model_fields}
+                values["revision"] = int(record.get("revision") or 0) + 1
+                values["version"] = mv.version
+                instance = mv.cls.model_validate(values)
+            except (ValidationError, ValueError, TypeError, KeyError) as exc:
+                raise DeployRefused(
+                    f"{mv.name}.migrate failed on {record.get('id')}: {exc}", id=record.get("id")
+                ) from None
+            ops.append(WriteOp("upsert", repo.table, instance.id, repo.codec.encode(instance)))
+        if ops:
+            await repo.store.write_many(ops)
+            self.cache.clear(repo.table)
+
+    # -- versions and routes ---------------------------------------------------------------------
+
+    def unpublish(self, name: str) -> None:
+        """Remove a model's endpoints (its table and data stay; SQL still reads it)."""
+        self.loop.run(self.unpublish_async(name))
+
+    async def unpublish_async(self, name: str) -> ModelEntry:
+        entry = self.registry.unpublish(name)
+        self.events.off_owner(("model", entry.name.lower()))
+        self.ports.sync(entry)
+        return entry
+
+    def rollback(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Route everything to ``version`` (default: the version before the active one).
+
+        Returns:
+            The model's ``/config`` entry.
+        """
+        return self.loop.run(self.rollback_async(name, version))
+
+    async def rollback_async(self, name: str, version: str | None = None) -> dict[str, Any]:
+        entry = self.registry.rollback(name, version)
+        self.ports.sync(entry)
+        return self.config_entry(entry)
+
+    def route(self, name: str, weights: Mapping[str, float]) -> dict[str, Any]:
+        """Split traffic by weight, e.g. ``{"1.0.0": 90, "1.0.1": 10}`` (sticky per id)."""
+        return self.loop.run(self.route_async(name, weights))
+
+    async def route_async(self, name: str, weights: Mapping[str, float]) -> dict[str, Any]:
+        entry = self.registry.route(name, weights)
+        self.ports.sync(entry)
+        return self.config_entry(entry)
+
+    def model(self, name: str, version: str | None = None) -> type[Model]:
+        """The class of a published model (its active version, or ``version``)."""
+        entry = self.registry.get(name)
+        if version is None:
+            active = entry.active
+            if active is None:
+                raise NotFound(f"{entry.name} is not published")
+            version = active
+        return entry.get(version).cls
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def config_entry(self, entry: ModelEntry) -> dict[str, Any]:
+        """A model's ``/config`` entry."""
+        active = entry.versions.get(entry.active or "") or entry.latest()
+        spec = active.spec
+        return {
+            "name": entry.name,
+            "endpoint": entry.endpoint,
+            "active": entry.active,
+            "published": entry.published,
+            "versions": list(entry.versions),
+            "routes": dict(entry.routes),
+            "deploys": entry.deploys,
+            "schema": spec.schema,
+            "fields": {n: f.to_json() for n, f in spec.fields.items()},
+            "ports": {
+                n: {**p.to_json(), **self.ports.status(entry.name, n)}
+                for n, p in spec.ports.items()
+            },
+            "relations": {n: r.to_json() for n, r in spec.relations.items()},
+            "commands": {n: c.to_json() for n, c in spec.commands.items()},
+            "datasource": self.datasource_for(spec.datasource),
+        }
+
+    def config(self) -> dict[str, Any]:
+        """``{"models": [...]}``: every published model (what ``GET /config`` answers)."""
+        return {"models": [self.config_entry(e) for e in self.registry.entries()]}
+
+    # -- events and SQL ---------------------------------------------------------------------------
+
+    async def publish_event(self, event: Event) -> Event:
+        """Publish an event on the broker (on the host loop)."""
+        return self.events.publish(event)
+
+    async def idle(self, timeout: float | None = 10.0) -> None:
+        """Wait until event handlers (and the port flows they run) have finished."""
+        await self.loop.call(self.events.settle, timeout)
+
+    def sql(self, query: str, params: Any = None) -> SqlResult:
+        """Read-only SQL over every model table (DuckDB dialect).
+
+        Args:
+            query: one ``SELECT``; tables are named by endpoints.
+            params: ``{"name": value}`` for ``$name``, or a list for ``?``.
+
+        Raises:
+            BadQuery: not a single read-only query, or a SQL error.
+        """
+        if self.loop.in_loop():
+            return self._sql.execute(query, params)
+        return self.loop.run(self.sql_async(query, params))
+
+    async def sql_async(self, query: str, params: Any = None) -> SqlResult:
+        """:meth:`sql` from the host loop (runs the query on a worker thread)."""
+        await self._sql.refresh(self._sql_tables())
+        return await asyncio.to_thread(self._sql.execute, query, params)
+
+    def _sql_tables(self) -> list[tuple[TableSchema, DataSource]]:
+        tables = []
+        for entry in self.registry.entries(published_only=False):
+            repo = self._repos.get(entry.endpoint)
+            if repo is not None:
+                tables.append((table_schema(entry.latest()), repo.store))
+        return tables
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def serve(self, port: int | None = None, bind: str | None = None) -> str:
+        """Serve the HTTP API from the host loop; returns the base URL (also ``host.url``).
+
+        Args:
+            port: TCP port (0 picks a free one; default: settings, 8707).
+            bind: address (default: settings, 127.0.0.1).
+
+        Raises:
+            MicrolibError: the port is busy (the message says which).
+        """
+        from ..http.server import start_server
+
+        if self.server is not None:
+            return self.url  # type: ignore[return-value]
+        port = self.settings.port if port is None else port
+        bind = bind or self.settings.bind
+        self.server, self.url = self.loop.run(start_server(self, port, bind))
+        return self.url
+
+    def stop_serving(self) -> None:
+        """Stop the HTTP server and free its port (idempotent)."""
+        if self.server is None:
+            return
+        from ..http.server import stop_server
+
+        server, self.server, self.url = self.server, None, None
+        self.loop.run(stop_server(server))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop serving, flush and close every datasource, stop the loop (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.stop_serving()
+        except Exception:
+            log.exception("stopping the HTTP server failed")
+        try:
+            self.loop.run(self._close_async(), timeout=60)
+        except Exception:
+            log.exception("closing the host failed")
+        finally:
+            self._closed = True
+            self.loop.stop()
+
+    async def _close_async(self) -> None:
+        try:
+            await self.events.settle(timeout=5)
+        except TimeoutError:
+            log.warning("event handlers still running at close")
+        await self.ports.close()
+        self._sql.close()
+        for store in self._datasources.values():
+            try:
+                await store.close()
+            except Exception:
+                log.exception("closing %s failed", store.describe())
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else (self.url or "not serving")
+        return f"<Host {self.datasource.describe()} {state}>"
+
+    def describe(self) -> str:
+        """One line: where data lives and where the API is."""
+        return f"datasource {self.datasource.describe()}; API {self.api_url or 'not serving'}"
+
+    @property
+    def api_url(self) -> str | None:
+        """The API base URL (``url`` + ``api_root``) once serving."""
+        return f"{self.url}{self.settings.api_root}" if self.url else None
+
+
+def _invalid_values(annotation: Any, name: str, records: list[dict[str, Any]]) -> list[str]:
+    """Ids of records whose value of ``name`` does not validate as ``annotation``."""
+    from pydantic import TypeAdapter
+
+    ta = TypeAdapter(annotation)
+    bad = []
+    for rec in records:
+        value = rec.get(name)
+        if value is None:
+            continue
+        try:
+            ta.validate_python(value)
+        except ValidationError:
+            bad.append(str(rec.get("id")))
+            if len(bad) >= 10:
+                break
+    return bad
+
+
+__all__ = ["Host", "MicrolibError", "Published"]

@@ -1,0 +1,156 @@
+"""The host's own asyncio loop, in a daemon thread.
+
+Rule (enforced here): every piece of host state -- the registry, the repositories,
+the cache, the broker -- is touched only on this loop. Code on any other thread or
+loop (a notebook cell, a test, a script, a sync handler) reaches it by hopping onto
+the loop: :meth:`HostLoop.call` from async code, :meth:`HostLoop.run` from sync code.
+Code already on the loop runs directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from ..errors import MicrolibError, ServiceUnavailable
+
+T = TypeVar("T")
+
+
+class HostLoop:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self, name: str = "microlib-host") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._outbox: list[tuple[Any, ...]] = []
+        self._outbox_lock = threading.Lock()
+        self._replies: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
+        self.closed = False
+        self._thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def in_loop(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.current_thread() is self._thread
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for it (from sync code on another thread).
+
+        Raises:
+            MicrolibError: called from the loop itself (it would deadlock).
+        """
+        if self.in_loop():
+            coro.close()
+            raise MicrolibError(
+                "this host method is synchronous and cannot run on the host's own loop "
+                "(from an async handler or adapter); use its async form or a thread"
+            )
+        if self.closed:
+            coro.close()
+            raise ServiceUnavailable("the host is closed")
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args, **kwargs)`` on the host loop from any loop.
+
+        Calls made in the same tick of the caller's loop (``asyncio.gather`` of many
+        creates) cross the thread boundary together: one wake-up of the host loop per
+        batch and one wake-up of the caller per batch of results, instead of two
+        thread-safe calls per operation.
+        """
+        current = asyncio.get_running_loop()
+        if current is self.loop:
+            return await fn(*args, **kwargs)
+        if self.closed:
+            raise ServiceUnavailable("the host is closed")
+        result: asyncio.Future[T] = current.create_future()
+        with self._outbox_lock:
+            self._outbox.append((fn, args, kwargs, result, current))
+            wake = len(self._outbox) == 1
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._drain_outbox)
+            except RuntimeError:
+                raise ServiceUnavailable("the host is closed") from None
+        return await result
+
+    def _drain_outbox(self) -> None:
+        with self._outbox_lock:
+            batch, self._outbox = self._outbox, []
+        for fn, args, kwargs, result, caller in batch:
+            task = self.loop.create_task(_invoke(fn, args, kwargs))
+            task.add_done_callback(functools.partial(self._reply, result=result, caller=caller))
+
+    def _reply(
+        self,
+        task: asyncio.Task[Any],
+        *,
+        result: asyncio.Future[Any],
+        caller: asyncio.AbstractEventLoop,
+    ) -> None:
+        replies = self._replies.setdefault(caller, [])
+        replies.append((task, result))
+        if len(replies) == 1:
+            # Flush at the end of this host-loop tick, so results finished together
+            # travel together.
+            self.loop.call_soon(self._flush_replies, caller)
+
+    def _flush_replies(self, caller: asyncio.AbstractEventLoop) -> None:
+        replies = self._replies.pop(caller, [])
+        if not replies:
+            return
+        try:
+            caller.call_soon_threadsafe(_deliver, replies)
+        except RuntimeError:
+            pass  # the caller's loop is gone; nobody waits for these results
+
+    def stop(self) -> None:
+        """Stop the loop and join its thread (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.in_loop():
+            self.loop.stop()
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def _deliver(replies: list[tuple[asyncio.Task[Any], asyncio.Future[Any]]]) -> None:
+    for task, result in replies:
+        if result.done():
+            continue  # the caller gave up (cancelled)
+        if task.cancelled():
+            result.cancel()
+        elif (exc := task.exception()) is not None:
+            result.set_exception(exc)
+        else:
+            result.set_result(task.result())
+
+
+async def _invoke(
+    fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    return await fn(*args, **kwargs)

@@ -1,0 +1,432 @@
+"""The repository of one model's table: the one place every read and write goes through.
+
+It owns the cache in front of the datasource, serialises writes per instance (so
+concurrent updates never lose each other), checks revisions (optimistic concurrency),
+runs the ``on_update``/``on_delete`` hooks, validates with the serving version's class,
+emits the lifecycle events once a write is acknowledged, and tells change listeners
+(the hook for cache coherence across processes).
+
+Runs on the host loop only (see ``host/loop.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import datetime as dt
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..domain.events import Event, EventBroker
+from ..domain.ids import check_id, is_valid_id, new_id
+from ..domain.model import FRAMEWORK_FIELDS, Model
+from ..domain.query import Query
+from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
+from ..store.base import DataSource, WriteOp
+from ..store.cache import InstanceCache
+
+if TYPE_CHECKING:
+    from .registry import ModelVersion
+
+log = logging.getLogger("microlib_kernel.repository")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed write: ``record`` is ``None`` for a delete."""
+
+    table: str
+    id: str
+    record: dict[str, Any] | None
+
+
+class RecordCodec:
+    """Turns instances into stored records and back (the seam for encrypted fields)."""
+
+    def encode(self, instance: Model) -> dict[str, Any]:
+        """The record to store (JSON-able)."""
+        return instance.model_dump(mode="json")
+
+    def decode(self, cls: type[Model], record: dict[str, Any]) -> dict[str, Any]:
+        """The values to validate ``cls`` from."""
+        return record
+
+
+def validation_failed(exc: ValidationError, what: str) -> ValidationFailed:
+    """A :class:`ValidationFailed` carrying pydantic's details as JSON."""
+    errors = json.loads(exc.json(include_url=False))
+    first = errors[0] if errors else {}
+    loc = ".".join(str(p) for p in first.get("loc", ())) or what
+    return ValidationFailed(
+        f"{what} is invalid: {loc}: {first.get('msg', 'invalid')}"
+        + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        errors=errors,
+    )
+
+
+class _Locks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, list[Any]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Repository:
+    """Reads and writes of one table, shared by every version of its model.
+
+    Args:
+        table: the table (the model's endpoint).
+        model: the model's class name (events carry it).
+        store: the datasource holding the table.
+        cache: the host's instance cache.
+        events: the host's broker.
+        on_change: called with every committed :class:`Change`.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        model: str,
+        store: DataSource,
+        cache: InstanceCache,
+        events: EventBroker,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> None:
+        self.table = table
+        self.model = model
+        self.store = store
+        self.cache = cache
+        self.events = events
+        self.codec = RecordCodec()
+        self._on_change = on_change
+        self._locks = _Locks()
+
+    @property
+    def prefix(self) -> str:
+        return self.model.lower()
+
+    # -- records <-> instances -----------------------------------------------------------
+
+    def materialize(self, mv: ModelVersion, record: dict[str, Any]) -> Model:
+        """Validate a stored record into ``mv``'s class (never fails: see below)."""
+        cls = mv.cls
+        values = self.codec.decode(cls, record)
+        data = {k: v for k, v in values.items() if k in cls.model_fields}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            # Stored data that the serving version rejects is still returned, never
+            # dropped: reads must not lose data because a validator got stricter.
+            log.warning(
+                "%s/%s does not validate as %s %s: %s",
+                self.table,
+                record.get("id"),
+                mv.name,
+                mv.version,
+                exc.errors(include_url=False)[:1],
+            )
+            return cls.model_construct(**data)
+
+    def _convert(self, mv: ModelVersion, instance: Model) -> Model:
+        if type(instance) is mv.cls:
+            return instance
+        converted = self.materialize(mv, self.codec.encode(instance))
+        self.cache.put(self.table, instance.id, converted)
+        return converted
+
+    async def _load(self, mv: ModelVersion, id: str) -> Model | None:
+        cached = self.cache.get(self.table, id)
+        if cached is not None:
+            return self._convert(mv, cached)
+        record = await self.store.get(self.table, id)
+        if record is None:
+            return None
+        instance = self.materialize(mv, record)
+        self.cache.put(self.table, id, instance)
+        return instance
+
+    def _emit(self, name: str, instance: Model, data: Callable[[], Any]) -> None:
+        self.events.publish(
+            Event(
+                f"{self.prefix}.{name}", model=self.model, model_id=instance.id, data_factory=data
+            )
+        )
+
+    def _changed(self, id: str, record: dict[str, Any] | None) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(Change(self.table, id, record))
+            except Exception:
+                log.exception("change listener failed for %s/%s", self.table, id)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, mv: ModelVersion, id: str) -> Model:
+        """The instance with ``id``, as ``mv``'s class.
+
+        Raises:
+            NotFound: no such id (or an id that cannot exist).
+        """
+        if not is_valid_id(id):
+            raise NotFound(f"no {self.model} with id {id!r}", id=str(id)[:200])
+        cached = self.cache.get(self.table, id)
+        if cached is not None:
+            return self._convert(mv, cached)
+        async with self._locks.hold(id):  # no stale read-through racing a write
+            instance = await self._load(mv, id)
+        if instance is None:
+            raise NotFound(f"no {self.model} with id {id!r}", id=id)
+        return instance
+
+    async def list(self, mv: ModelVersion, query: Query) -> list[Model]:
+        records = await self.store.query(self.table, query)
+        out = []
+        for rec in records:
+            cached = self.cache.get(self.table, rec["id"])
+            if cached is not None and cached.revision == rec.get("revision"):
+                out.append(self._convert(mv, cached))
+            else:
+                out.append(self.materialize(mv, rec))
+        return out
+
+    async def count(self, filters: dict[str, Any]) -> int:
+        return await self.store.count(self.table, filters)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _new(self, mv: ModelVersion, data: dict[str, Any], id: str) -> Model:
+        if not isinstance(data, dict):
+            raise ValidationFailed(
+                f"{self.model} data must be an object, got {type(data).__name__}"
+            )
+        framework = sorted(set(data) & set(FRAMEWORK_FIELDS))
+        if framework:
+            raise ValidationFailed(
+                f"{', '.join(framework)} {'is' if len(framework) == 1 else 'are'} set by the "
+                "framework, not by the caller",
+                errors=[
+                    {"type": "framework_field", "loc": [f], "msg": "set by the framework"}
+                    for f in framework
+                ],
+            )
+        now = dt.datetime.now(dt.UTC)
+        values = {
+            **data,
+            "id": id,
+            "created_at": now,
+            "updated_at": now,
+            "version": mv.version,
+            "revision": 1,
+            "port_flow": [],
+            "compensation": None,
+        }
+        try:
+            return mv.cls.model_validate(values)
+        except ValidationError as exc:
+            raise validation_failed(exc, self.model) from None
+
+    async def create(
+        self, mv: ModelVersion, data: dict[str, Any], *, id: str | None = None
+    ) -> tuple[Model, bool]:
+        """Create an instance; with ``id`` (an idempotency key) a replay returns the first.
+
+        Returns:
+            ``(instance, created)``; ``created`` is ``False`` for a replay.
+        """
+        if id is None:
+            instance = self._new(mv, data, new_id())
+            await self._commit_new(instance)
+            return instance, True
+        check_id(id)
+        async with self._locks.hold(id):
+            existing = await self._load(mv, id)
+            if existing is not None:
+                return existing, False
+            instance = self._new(mv, data, id)
+            await self._commit_new(instance)
+            return instance, True
+
+    async def _commit_new(self, instance: Model) -> None:
+        record = self.codec.encode(instance)
+        await self.store.write(
+            WriteOp("upsert", self.table, instance.id, record, expect_revision=0)
+        )
+        self.cache.put(self.table, instance.id, instance)
+        self._emit("created", instance, instance.to_json)
+        self._changed(instance.id, record)
+
+    async def create_many(
+        self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
+    ) -> builtins.list[Model]:
+        """Validate every row first (all or nothing), then write them in bulk."""
+        instances = [self._new(mv, row, new_id()) for row in rows]
+        records = [self.codec.encode(i) for i in instances]
+        await self.store.write_many(
+            [
+                WriteOp("upsert", self.table, i.id, r, expect_revision=0)
+                for i, r in zip(instances, records, strict=True)
+            ]
+        )
+        for instance, record in zip(instances, records, strict=True):
+            self.cache.put(self.table, instance.id, instance)
+            self._emit("created", instance, instance.to_json)
+            self._changed(instance.id, record)
+        return instances
+
+    async def update(
+        self,
+        mv: ModelVersion,
+        id: str,
+        changes: dict[str, Any],
+        *,
+        expect_revision: int | None = None,
+        hooks: bool = True,
+        framework: bool = False,
+    ) -> Model:
+        """Validate and apply ``changes`` to the current state of ``id``.
+
+        Args:
+            expect_revision: refuse with :class:`Conflict` unless the stored revision is this.
+            hooks: run ``on_update``.
+            framework: allow framework fields (``port_flow``, ``compensation``).
+
+        Raises:
+            NotFound, ValidationFailed, Conflict.
+        """
+        if not isinstance(changes, dict):
+            raise ValidationFailed(f"changes must be an object, got {type(changes).__name__}")
+        async with self._locks.hold(id):
+            current = await self._load(mv, id) if is_valid_id(id) else None
+            if current is None:
+                raise NotFound(f"no {self.model} with id {id!r}", id=str(id)[:200])
+            if expect_revision is not None and current.revision != expect_revision:
+                raise Conflict(
+                    f"{self.model} {id} changed since this copy was read (revision "
+                    f"{expect_revision}, now {current.revision}); read it again "
+                    f"(await {self.model}.find({id!r})) and retry",
+                    id=id,
+                    revision=current.revision,
+                )
+            changes = self._check_changes(mv, current, changes, framework)
+            if hooks and "on_update" in mv.spec.hooks:
+                proposed = self._validate(mv, current, changes)
+                valid = {k: getattr(proposed, k) for k in changes}
+                try:
+                    result = await _maybe_await(current.on_update(valid))
+                except ValueError as exc:
+                    raise ValidationFailed(f"{self.model}.on_update refused: {exc}") from None
+                if not isinstance(result, dict):
+                    raise ValidationFailed(
+                        f"{self.model}.on_update must return a dict of changes, got "
+                        f"{type(result).__name__}"
+                    )
+                changes = self._check_changes(mv, current, result, framework)
+            updated = self._validate(mv, current, changes, bump=True)
+            record = self.codec.encode(updated)
+            await self.store.write(
+                WriteOp("upsert", self.table, id, record, expect_revision=current.revision)
+            )
+            self.cache.put(self.table, id, updated)
+        names = list(changes)
+        self._emit(
+            "updated",
+            updated,
+            lambda: {
+                "changes": {k: v for k, v in updated.to_json().items() if k in names},
+                "model": updated.to_json(),
+            },
+        )
+        self._changed(id, record)
+        return updated
+
+    def _check_changes(
+        self, mv: ModelVersion, current: Model, changes: dict[str, Any], framework: bool
+    ) -> dict[str, Any]:
+        protected = set(FRAMEWORK_FIELDS) - ({"port_flow", "compensation"} if framework else set())
+        bad = sorted(set(changes) & protected)
+        if bad:
+            raise ValidationFailed(
+                f"{', '.join(bad)} cannot be changed: set by the framework",
+                errors=[
+                    {"type": "framework_field", "loc": [f], "msg": "set by the framework"}
+                    for f in bad
+                ],
+            )
+        frozen = [
+            k
+            for k, v in changes.items()
+            if (f := mv.spec.fields.get(k)) is not None and f.frozen and v != getattr(current, k)
+        ]
+        if frozen:
+            raise ValidationFailed(
+                f"{', '.join(frozen)} cannot change after create (Field(frozen=True))",
+                errors=[{"type": "frozen_field", "loc": [f], "msg": "frozen"} for f in frozen],
+            )
+        return changes
+
+    def _validate(
+        self, mv: ModelVersion, current: Model, changes: dict[str, Any], bump: bool = False
+    ) -> Model:
+        values = {k: getattr(current, k) for k in mv.cls.model_fields}
+        values.update(changes)
+        if bump:
+            values["revision"] = current.revision + 1
+            values["updated_at"] = dt.datetime.now(dt.UTC)
+            values["version"] = mv.version
+        try:
+            return mv.cls.model_validate(values)
+        except ValidationError as exc:
+            raise validation_failed(exc, f"{self.model} update") from None
+
+    async def delete(self, mv: ModelVersion, id: str) -> Model:
+        """Delete ``id`` (``on_delete`` may veto); returns the deleted state.
+
+        Raises:
+            NotFound, Vetoed.
+        """
+        async with self._locks.hold(id):
+            current = await self._load(mv, id) if is_valid_id(id) else None
+            if current is None:
+                raise NotFound(f"no {self.model} with id {id!r}", id=str(id)[:200])
+            if "on_delete" in mv.spec.hooks:
+                try:
+                    hook: Callable[[], Any] = current.on_delete
+                    await _maybe_await(hook())
+                except (ValueError, Vetoed) as exc:
+                    raise Vetoed(f"{self.model} {id} was not deleted: {exc}", id=id) from None
+            await self.store.write(
+                WriteOp("delete", self.table, id, expect_revision=current.revision)
+            )
+            self.cache.evict(self.table, id)
+        self._emit("deleted", current, current.to_json)
+        self._changed(id, None)
+        return current
+
+    def forget(self, id: str) -> None:
+        """Drop a cached copy (another process changed it)."""
+        self.cache.evict(self.table, id)

@@ -1,0 +1,135 @@
+"""The runtime a published model version gets: its data methods, hopping onto the host loop."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..domain.events import Event, Handler, Pattern, Subscription
+from ..domain.query import build_query, parse_filters
+from ..errors import MicrolibError
+
+if TYPE_CHECKING:
+    from ..domain.model import Model
+    from .host import Host
+    from .registry import ModelVersion
+    from .repository import Repository
+
+
+def handler_key(model: str, pattern: Pattern, handler: Handler) -> tuple[Any, ...]:
+    """Identity of a subscription made through ``Model.on``.
+
+    Re-running a notebook cell defines a new function object with the same module and
+    qualified name; keying on those makes the new subscription replace the old one.
+    Lambdas are told apart by where they are written.
+    """
+    code = getattr(handler, "__code__", None)
+    where = (
+        (code.co_filename, code.co_firstlineno) if code and handler.__name__ == "<lambda>" else ()
+    )
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    return (
+        "model-on",
+        model.lower(),
+        str(pattern),
+        getattr(handler, "__module__", ""),
+        name,
+        where,
+    )
+
+
+class VersionRuntime:
+    """Implements :class:`~microlib_kernel.domain.runtime.ModelRuntime` for one version."""
+
+    def __init__(self, host: Host, mv: ModelVersion) -> None:
+        self.host = host
+        self.mv = mv
+        self.version = mv.version
+
+    @property
+    def repo(self) -> Repository:
+        return self.host.repository(self.mv.spec.endpoint)
+
+    async def create(self, data: dict[str, Any], *, id: str | None = None) -> Model:
+        instance, _ = await self.host.loop.call(self.repo.create, self.mv, data, id=id)
+        return instance
+
+    async def create_many(self, rows: Sequence[dict[str, Any]]) -> list[Model]:
+        return await self.host.loop.call(self.repo.create_many, self.mv, rows)
+
+    async def find(self, id: str) -> Model:
+        return await self.host.loop.call(self.repo.get, self.mv, id)
+
+    async def list(
+        self,
+        filters: dict[str, Any],
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order: str | Sequence[str] | None = None,
+    ) -> list[Model]:
+        query = build_query(self.mv.cls, filters, limit=limit, offset=offset, order=order)
+        return await self.host.loop.call(self.repo.list, self.mv, query)
+
+    async def count(self, filters: dict[str, Any]) -> int:
+        parsed = parse_filters(self.mv.cls, filters)
+        return await self.host.loop.call(self.repo.count, parsed)
+
+    async def update(self, instance: Model, changes: dict[str, Any]) -> Model:
+        return await self.host.loop.call(
+            self.repo.update, self.mv, instance.id, changes, expect_revision=instance.revision
+        )
+
+    async def delete(self, instance: Model) -> Model:
+        return await self.host.loop.call(self.repo.delete, self.mv, instance.id)
+
+    async def emit(self, instance: Model | None, name: str, data: Any) -> Event:
+        if not isinstance(name, str) or not name.strip():
+            raise MicrolibError(f"event names are non-empty strings, got {name!r}")
+        event = Event(
+            name,
+            data,
+            model=self.mv.name,
+            model_id=instance.id if instance is not None else None,
+        )
+        return await self.host.loop.call(self.host.publish_event, event)
+
+    def on(self, pattern: Pattern, handler: Handler) -> Subscription:
+        return self.host.events.on(
+            pattern,
+            handler,
+            key=handler_key(self.mv.name, pattern, handler),
+            owner=("model", self.mv.name.lower()),
+        )
+
+    def sql(self, query: str, params: Any = None) -> Any:
+        return self.host.sql(query, params)
+
+    async def call_port(
+        self, instance: Model, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return await self.host.loop.call(
+            self.host.ports.call, self.mv, instance, name, args, kwargs
+        )
+
+    async def undo(self, instance: Model) -> Model:
+        return await self.host.loop.call(self.host.ports.undo, self.mv, instance)
+
+    async def related(
+        self, instance: Model, name: str, create: builtins.list[dict[str, Any]]
+    ) -> Any:
+        return await self.host.loop.call(
+            self.host.relations.resolve, self.mv, instance, name, create
+        )
+
+    async def run_command(
+        self,
+        instance: Model,
+        name: str,
+        kwargs: dict[str, Any],
+        roles: Iterable[str] | None = None,
+    ) -> Any:
+        return await self.host.loop.call(
+            self.host.commands.run, self.mv, instance, name, kwargs, roles
+        )

@@ -1,0 +1,1 @@
+"""The notebook experience: the IPython extension, magics, displays, dashboard."""

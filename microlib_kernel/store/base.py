@@ -1,0 +1,185 @@
+"""The ``DataSource`` port: what every store (memory, file, DuckDB, later PostgreSQL) does.
+
+Records are plain JSON-able dicts keyed by column name (one column per top-level
+field, plus the framework columns). Stores know tables and records, never model
+classes: validation, hooks, events and caching belong to the host's repository.
+
+Contract (checked by ``tests/contract``, which every store passes):
+
+* ``write`` returns only once the operation is durable (committed); concurrent writes
+  may be committed together in one transaction (group commit).
+* ``get``/``query``/``count`` see every write whose ``write`` has returned.
+* A write whose ``expect_revision`` does not match the stored revision raises
+  :class:`~microlib_kernel.errors.Conflict` and changes nothing (stores shared between
+  processes must check it themselves; stores owned by one process may rely on the
+  repository, which serialises writes per instance).
+* Unknown tables read as empty; ``ensure_table`` creates a table or adds the columns
+  a schema gained, filling them with their defaults, and keeps removed columns.
+* SQL is a capability: ``sql_engine()`` returns an engine or ``None``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..domain.query import Query
+from ..domain.types import ValueType
+
+WriteKind = Literal["upsert", "delete"]
+
+__all__ = ["Column", "DataSource", "Query", "SchemaChange", "SqlEngine", "TableSchema", "WriteOp"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: a field's name, its value type and its default (JSON)."""
+
+    name: str
+    type: ValueType
+    default: Any = None
+    has_default: bool = False
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A model's table: its name (the endpoint) and its columns, ``id`` first."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    def column(self, name: str) -> Column | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+@dataclass
+class WriteOp:
+    """One write: upsert a full record, or delete an id.
+
+    Attributes:
+        expect_revision: the revision the stored record must have (``0``: must not exist;
+            ``None``: unchecked).
+    """
+
+    kind: WriteKind
+    table: str
+    id: str
+    record: dict[str, Any] | None = None
+    expect_revision: int | None = None
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What ``ensure_table`` did."""
+
+    created: bool = False
+    added: tuple[str, ...] = ()
+    altered: tuple[str, ...] = ()
+
+
+class SqlEngine(abc.ABC):
+    """Runs read-only SQL. Blocking: call it from a worker thread, not an event loop."""
+
+    @abc.abstractmethod
+    def execute(self, query: str, params: Any = None) -> Any:
+        """Run one read-only statement; returns a ``SqlResult``."""
+
+    @abc.abstractmethod
+    def mirror(self, schema: TableSchema, records: Sequence[dict[str, Any]]) -> None:
+        """Make ``records`` queryable as table ``schema.name`` (for stores without SQL)."""
+
+    @abc.abstractmethod
+    def drop_mirror(self, name: str) -> None:
+        """Forget a mirrored table."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release what the engine holds."""
+
+
+class DataSource(abc.ABC):
+    """A store of records, one table per model.
+
+    Args:
+        url: the datasource URL it was opened from.
+    """
+
+    scheme: ClassVar[str]
+    #: Whether this process is the only writer (then the repository's in-memory
+    #: revision checks are enough).
+    exclusive: ClassVar[bool] = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._changes: dict[str, int] = {}
+
+    def describe(self) -> str:
+        """A short human description (``duckdb: /path/microlib.duckdb``)."""
+        return self.url
+
+    def change_count(self, table: str) -> int:
+        """A counter bumped by every committed write to ``table`` (for SQL mirrors)."""
+        return self._changes.get(table, 0)
+
+    def _bump(self, table: str) -> None:
+        self._changes[table] = self._changes.get(table, 0) + 1
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open files, connections and locks."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release everything (idempotent)."""
+
+    @abc.abstractmethod
+    async def ensure_table(self, schema: TableSchema) -> SchemaChange:
+        """Create the table, or add the columns it lacks (filled with defaults)."""
+
+    @abc.abstractmethod
+    async def columns(self, table: str) -> set[str]:
+        """Names of the columns ``table`` has (empty if it does not exist)."""
+
+    async def check_column_type(self, table: str, column: Column) -> list[str]:
+        """Ids of stored rows whose value of ``column`` would not fit its new type.
+
+        The default is for schemaless stores: values are validated by the model on read.
+        """
+        return []
+
+    @abc.abstractmethod
+    async def write(self, op: WriteOp) -> None:
+        """Apply one write durably; concurrent calls may share a commit."""
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> None:
+        """Apply many writes; durable on return. Stores override for bulk paths."""
+        for op in ops:
+            await self.write(op)
+
+    @abc.abstractmethod
+    async def get(self, table: str, id: str) -> dict[str, Any] | None:
+        """The record with this id, or ``None``."""
+
+    @abc.abstractmethod
+    async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
+        """Records matching ``query``."""
+
+    @abc.abstractmethod
+    async def count(self, table: str, filters: dict[str, Any]) -> int:
+        """How many records match ``filters``."""
+
+    @abc.abstractmethod
+    async def records(self, table: str) -> list[dict[str, Any]]:
+        """Every record of ``table`` (for SQL mirrors and exports)."""
+
+    def sql_engine(self) -> SqlEngine | None:
+        """This store's own SQL engine, if it speaks SQL."""
+        return None

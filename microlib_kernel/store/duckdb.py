@@ -1,0 +1,485 @@
+"""``duckdb:///path.duckdb``: the default datasource, one typed table per model.
+
+Writes go through one writer thread that **commits in groups**: it takes every write
+waiting in its queue, keeps the last write per id, and applies them with one bulk
+``DELETE`` and one bulk ``INSERT ... ON CONFLICT DO UPDATE`` per table in a single
+transaction. A write's future resolves only after that transaction commits (durable
+when acknowledged). If a group fails, its writes are retried one by one so a bad write
+fails alone. Schema changes (DDL) go through the same thread, in order with writes.
+
+Reads run on a small thread pool, each thread with its own cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..domain.types import ValueType
+from ..errors import DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
+from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
+from .duckdb_types import encoder, param_expr, quote, sql_type
+from .filelock import WriterLock
+from .registry import url_path
+from .sql import DuckDBSqlEngine, decode_rows
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+_STOP = object()
+
+
+@dataclass
+class _Pending:
+    """A queued write (``op``) or DDL job (``job``) and where to report its outcome."""
+
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    op: WriteOp | None = None
+    job: Callable[[Any], Any] | None = None
+
+
+class DuckDBStore(DataSource):
+    """DuckDB file (or ``:memory:``) with group commit.
+
+    Args:
+        url: the datasource URL.
+        path: the database file, or ``None`` for an in-memory database.
+        commit_batch: the most writes one transaction takes.
+    """
+
+    scheme = "duckdb"
+
+    def __init__(self, url: str, path: Path | None, *, commit_batch: int = 5000) -> None:
+        super().__init__(url)
+        self.path = path
+        self.commit_batch = commit_batch
+        self._con: Any = None
+        self._lock: WriterLock | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._cursors: list[Any] = []
+        self._cursor_lock = threading.Lock()
+        self._types: dict[str, dict[str, ValueType]] = {}
+        self._engine: DuckDBSqlEngine | None = None
+        self._closed = False
+        self.commits = 0  # transactions committed (for benchmarks and tests)
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> DuckDBStore:
+        return cls(url, url_path(url, settings), commit_batch=settings.commit_batch)
+
+    def describe(self) -> str:
+        return f"duckdb: {self.path or ':memory:'}"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        import duckdb
+
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatasourceError(f"cannot create {self.path.parent}: {exc}") from None
+            self._lock = WriterLock(self.path)
+            self._lock.acquire(self.path)
+        try:
+            self._con = duckdb.connect(
+                str(self.path) if self.path else ":memory:",
+                config={"enable_external_access": False},
+            )
+        except duckdb.Error as exc:
+            if self._lock:
+                self._lock.release()
+            text = str(exc)
+            if "lock" in text.lower():
+                raise DatasourceLocked(
+                    f"{self.path} is locked by another program: {text}"
+                ) from None
+            raise DatasourceError(f"cannot open {self.path}: {text}") from None
+        self._engine = DuckDBSqlEngine(self._con)
+        self._readers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="microlib-read")
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"microlib-writer:{self.path}", daemon=True
+        )
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._closed or self._con is None:
+            self._closed = True
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.join)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        if self._engine is not None:
+            self._engine.close()
+        with self._cursor_lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except Exception:
+                    pass
+        try:
+            self._con.execute("CHECKPOINT")
+        except Exception:
+            pass  # the WAL is replayed on the next open
+        self._con.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def sql_engine(self) -> DuckDBSqlEngine | None:
+        return self._engine
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def _submit(self, item: _Pending) -> asyncio.Future[Any]:
+        if self._closed:
+            raise DatasourceError(f"{self.describe()} is closed")
+        self._queue.put(item)
+        return item.future
+
+    def _write_loop(self) -> None:
+        cur = self._con.cursor()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self.commit_batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._run_batch(cur, batch)
+                if stop:
+                    return
+        finally:
+            cur.close()
+
+    def _run_batch(self, cur: Any, batch: list[_Pending]) -> None:
+        # Writes between DDL jobs commit together; jobs run alone, in order.
+        writes: list[_Pending] = []
+        for item in batch:
+            if item.job is None:
+                writes.append(item)
+                continue
+            if writes:
+                self._commit_writes(cur, writes)
+                writes = []
+            try:
+                _resolve([(item, item.job(cur), None)])
+            except Exception as exc:
+                _rollback(cur)
+                _resolve([(item, None, exc)])
+        if writes:
+            self._commit_writes(cur, writes)
+
+    def _commit_writes(self, cur: Any, items: list[_Pending]) -> None:
+        try:
+            self._apply(cur, [i.op for i in items if i.op is not None])
+        except Exception as exc:
+            _rollback(cur)
+            if len(items) == 1:
+                _resolve([(items[0], None, _storage_error(items[0].op, exc))])
+                return
+            for item in items:  # isolate the failing write
+                self._commit_writes(cur, [item])
+            return
+        _resolve([(i, None, None) for i in items])
+
+    def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
+        final: dict[tuple[str, str], WriteOp] = {}
+        for op in ops:
+            final[(op.table, op.id)] = op  # the last write per id wins
+        tables: dict[str, tuple[list[str], dict[tuple[str, ...], list[dict[str, Any]]]]] = {}
+        for (table, rid), op in final.items():
+            deletes, upserts = tables.setdefault(table, ([], {}))
+            if op.kind == "delete":
+                deletes.append(rid)
+            else:
+                assert op.record is not None
+                upserts.setdefault(tuple(op.record), []).append(op.record)
+        cur.execute("BEGIN")
+        for table, (deletes, groups) in tables.items():
+            if deletes:
+                cur.execute(
+                    f"DELETE FROM {quote(table)} WHERE id IN (SELECT unnest($1::VARCHAR[]))",
+                    [deletes],
+                )
+            for columns, records in groups.items():
+                self._upsert(cur, table, columns, records)
+            self._bump(table)
+        cur.execute("COMMIT")
+        self.commits += 1
+
+    def _upsert(
+        self, cur: Any, table: str, columns: tuple[str, ...], records: list[dict[str, Any]]
+    ) -> None:
+        types = self._types.get(table)
+        if types is None:
+            raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
+        cols = [c for c in columns if c in types]
+        exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
+        params = []
+        for c in cols:
+            enc = encoder(types[c])
+            params.append([enc(r.get(c)) for r in records])
+        names = ", ".join(quote(c) for c in cols)
+        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
+        cur.execute(
+            f"INSERT INTO {quote(table)} ({names}) SELECT {exprs} "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
+            params,
+        )
+
+    async def write(self, op: WriteOp) -> None:
+        loop = asyncio.get_running_loop()
+        await self._submit(_Pending(loop.create_future(), loop, op=op))
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> None:
+        loop = asyncio.get_running_loop()
+        futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
+        await asyncio.gather(*futures)
+
+    async def _run_job(self, job: Callable[[Any], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await self._submit(_Pending(loop.create_future(), loop, job=job))
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def ensure_table(self, schema: TableSchema) -> SchemaChange:
+        change: SchemaChange = await self._run_job(lambda cur: self._ensure(cur, schema))
+        return change
+
+    def _ensure(self, cur: Any, schema: TableSchema) -> SchemaChange:
+        name = quote(schema.name)
+        existing = {
+            row[0]: row[1]
+            for row in cur.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main' "
+                "AND table_name = ?",
+                [schema.name],
+            ).fetchall()
+        }
+        types = self._types.setdefault(schema.name, {})
+        if not existing:
+            cols = ", ".join(
+                f"{quote(c.name)} {sql_type(c.type)}" + (" PRIMARY KEY" if c.name == "id" else "")
+                for c in schema.columns
+            )
+            cur.execute(f"CREATE TABLE {name} ({cols})")
+            types.update({c.name: c.type for c in schema.columns})
+            return SchemaChange(created=True)
+        added: list[str] = []
+        altered: list[str] = []
+        cur.execute("BEGIN")
+        for col in schema.columns:
+            want = cur.execute(f"SELECT typeof(CAST(NULL AS {sql_type(col.type)}))").fetchone()[0]
+            have = existing.get(col.name)
+            if have is None:
+                cur.execute(f"ALTER TABLE {name} ADD COLUMN {quote(col.name)} {sql_type(col.type)}")
+                if col.default is not None:
+                    enc = encoder(col.type)
+                    cur.execute(
+                        f"UPDATE {name} SET {quote(col.name)} = (SELECT {param_expr(1, col.type)})",
+                        [[enc(col.default)]],
+                    )
+                added.append(col.name)
+            elif have != want:
+                self._alter_type(cur, schema.name, col, have)
+                altered.append(col.name)
+        cur.execute("COMMIT")
+        types.update({c.name: c.type for c in schema.columns})
+        for col_name, have_type in existing.items():
+            types.setdefault(col_name, _guess(have_type))
+        return SchemaChange(added=tuple(added), altered=tuple(altered))
+
+    def _alter_type(self, cur: Any, table: str, col: Column, have: str) -> None:
+        new = sql_type(col.type)
+        q = quote(col.name)
+        expr = f"to_json({q})" if new == "JSON" else f"TRY_CAST({q} AS {new})"
+        bad = cur.execute(
+            f"SELECT id FROM {quote(table)} WHERE {q} IS NOT NULL AND ({expr}) IS NULL LIMIT 10"
+        ).fetchall()
+        if bad:
+            cur.execute("ROLLBACK")
+            raise DeployRefused(
+                f"cannot change {table}.{col.name} from {have} to {new}: stored rows do not "
+                f"fit (ids {', '.join(r[0] for r in bad)}); keep the old type, add a new "
+                "field, or migrate the data first",
+                field=col.name,
+                ids=[r[0] for r in bad],
+            )
+        using = f"to_json({q})" if new == "JSON" else f"CAST({q} AS {new})"
+        cur.execute(f"ALTER TABLE {quote(table)} ALTER {q} TYPE {new} USING {using}")
+
+    async def columns(self, table: str) -> set[str]:
+        sql = (
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ?"
+        )
+        rows = await self._read(lambda cur: cur.execute(sql, [table]).fetchall())
+        return {r[0] for r in rows}
+
+    async def check_column_type(self, table: str, column: Column) -> list[str]:
+        new = sql_type(column.type)
+        q = quote(column.name)
+        expr = f"to_json({q})" if new == "JSON" else f"TRY_CAST({q} AS {new})"
+
+        def probe(cur: Any) -> list[str]:
+            exists = cur.execute(
+                "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ? AND column_name = ?",
+                [table, column.name],
+            ).fetchone()[0]
+            if not exists:
+                return []
+            rows = cur.execute(
+                f"SELECT id FROM {quote(table)} WHERE {q} IS NOT NULL AND ({expr}) IS NULL LIMIT 10"
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._read(probe)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _cursor(self) -> Any:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+            with self._cursor_lock:
+                self._cursors.append(cur)
+        return cur
+
+    async def _read(self, fn: Callable[[Any], Any]) -> Any:
+        if self._closed or self._readers is None:
+            raise DatasourceError(f"{self.describe()} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._cursor()))
+
+    def _select(self, table: str) -> tuple[list[str], str]:
+        types = self._types.get(table, {})
+        cols = list(types)
+        return cols, ", ".join(quote(c) for c in cols)
+
+    async def get(self, table: str, id: str) -> dict[str, Any] | None:
+        if table not in self._types:
+            return None
+        cols, names = self._select(table)
+        sql = f"SELECT {names} FROM {quote(table)} WHERE id = ?"
+        rows = await self._read(lambda cur: cur.execute(sql, [id]).fetchall())
+        recs = decode_rows(cols, self._types[table], rows)
+        return recs[0] if recs else None
+
+    def _where(self, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        if not filters:
+            return "", []
+        parts, params = [], []
+        for k, v in filters.items():
+            if v is None:
+                parts.append(f"{quote(k)} IS NULL")
+            else:
+                parts.append(f"{quote(k)} = ?")
+                params.append(v)
+        return " WHERE " + " AND ".join(parts), params
+
+    async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
+        if table not in self._types:
+            return []
+        cols, names = self._select(table)
+        where, params = self._where(query.filters)
+        order = ""
+        if query.order:
+            order = " ORDER BY " + ", ".join(
+                f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order
+            )
+        page = ""
+        if query.limit is not None:
+            page += f" LIMIT {int(query.limit)}"
+        if query.offset:
+            page += f" OFFSET {int(query.offset)}"
+        sql = f"SELECT {names} FROM {quote(table)}{where}{order}{page}"
+        try:
+            rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
+        except Exception as exc:
+            raise DatasourceError(f"list {table} failed: {exc}") from None
+        return decode_rows(cols, self._types[table], rows)
+
+    async def count(self, table: str, filters: dict[str, Any]) -> int:
+        if table not in self._types:
+            return 0
+        where, params = self._where(filters)
+        sql = f"SELECT count(*) FROM {quote(table)}{where}"
+        row = await self._read(lambda cur: cur.execute(sql, params).fetchone())
+        return int(row[0])
+
+    async def records(self, table: str) -> list[dict[str, Any]]:
+        return await self.query(table, Query())
+
+
+def _guess(sql_type_name: str) -> ValueType:
+    """How to read a column no published field describes (a removed field's data).
+
+    JSON text is parsed; anything else is returned as DuckDB gives it.
+    """
+    return ValueType("json") if sql_type_name == "JSON" else ValueType("string")
+
+
+def _rollback(cur: Any) -> None:
+    try:
+        cur.execute("ROLLBACK")
+    except Exception:
+        pass  # no transaction was open
+
+
+def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
+    import duckdb
+
+    where = f"{op.table}/{op.id}" if op else "write"
+    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
+        return ValidationFailed(f"cannot store {where}: {exc}")
+    if isinstance(exc, DatasourceError):
+        return exc
+    return DatasourceError(f"cannot store {where}: {exc}")
+
+
+def _resolve(outcomes: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+    """Hand results to the waiting loops: one thread-safe call per loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is waiting any more
+
+
+def _settle(items: list[tuple[_Pending, Any, BaseException | None]]) -> None:
+    for pending, result, exc in items:
+        if pending.future.done():
+            continue
+        if exc is not None:
+            pending.future.set_exception(exc)
+        else:
+            pending.future.set_result(result)

@@ -1,0 +1,271 @@
+"""Read-only SQL over model tables: the result type, the statement check, the DuckDB engine.
+
+Three fences keep SQL read-only: the statement must be a single query (``SELECT``,
+``WITH ... SELECT``, ``EXPLAIN``); the database is opened with
+``enable_external_access=false`` (no file or network table functions, no ATTACH of
+files, no extension loading; DuckDB refuses to turn it back on while the database is
+open); and names of file/network table functions are refused up front with a clear
+message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BadQuery
+from .base import SqlEngine, TableSchema
+from .duckdb_types import decoder, encoder, param_expr, quote, sql_type
+
+MIRROR_SCHEMA = "microlib_mirror"
+
+_FILE_FUNCTIONS = re.compile(
+    r"\b(read_csv|read_csv_auto|read_parquet|parquet_scan|read_json|read_json_auto|"
+    r"read_json_objects|read_ndjson|read_ndjson_auto|read_ndjson_objects|read_text|read_blob|"
+    r"glob|sniff_csv|parquet_metadata|parquet_schema|read_xlsx|iceberg_scan|delta_scan|"
+    r"sqlite_scan|postgres_scan|mysql_scan|query_table)\s*\(",
+    re.IGNORECASE,
+)
+
+
+class SqlResult:
+    """The result of a SQL query.
+
+    Attributes:
+        columns: column names.
+        rows: a list of tuples.
+        elapsed: seconds the query took.
+    """
+
+    def __init__(self, columns: list[str], rows: list[tuple[Any, ...]], elapsed: float = 0.0):
+        self.columns = columns
+        self.rows = rows
+        self.elapsed = elapsed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return self.rows[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SqlResult):
+            return self.columns == other.columns and self.rows == other.rows
+        return NotImplemented
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"columns": [...], "rows": [[...], ...]}`` with JSON-able values."""
+        return {"columns": self.columns, "rows": [[jsonable(v) for v in r] for r in self.rows]}
+
+    def df(self) -> Any:
+        """A pandas ``DataFrame`` (pandas must be installed)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("SqlResult.df() needs pandas: pip install pandas") from exc
+        return pd.DataFrame(self.rows, columns=self.columns)
+
+    def __repr__(self) -> str:
+        return self._text()
+
+    def _text(self, limit: int = 20) -> str:
+        head = [str(c) for c in self.columns]
+        body = [[_short(v) for v in row] for row in self.rows[:limit]]
+        widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(head)]
+        lines = [" | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+        lines.append("-+-".join("-" * w for w in widths))
+        lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+        more = f" (showing {limit})" if len(self.rows) > limit else ""
+        lines.append(f"{len(self.rows)} row(s){more} in {self.elapsed * 1000:.1f} ms")
+        return "\n".join(lines)
+
+    def _repr_html_(self, limit: int = 50) -> str:
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_short(v, 200))}</td>" for v in row) + "</tr>"
+            for row in self.rows[:limit]
+        )
+        more = f", showing the first {limit}" if len(self.rows) > limit else ""
+        return (
+            f'<table class="microlib-sql"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f"</table><small>{len(self.rows)} row(s){more} in {self.elapsed * 1000:.1f} ms</small>"
+        )
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def jsonable(value: Any) -> Any:
+    """A SQL value as JSON (timestamps as ISO text, decimals and UUIDs as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def check_read_only(query: str) -> None:
+    """Refuse anything but a single query statement.
+
+    Raises:
+        BadQuery: several statements, a write, DDL, ATTACH, COPY, PRAGMA, SET, INSTALL,
+            LOAD, or a file/network table function.
+    """
+    import duckdb
+
+    if not isinstance(query, str) or not query.strip():
+        raise BadQuery("SQL must be a non-empty string")
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise BadQuery(f"SQL does not parse: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise BadQuery(f"send exactly one statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        name = str(kind).rsplit(".", 1)[-1]
+        raise BadQuery(f"only read-only queries are allowed (SELECT); this is {name}")
+    match = _FILE_FUNCTIONS.search(query)
+    if match:
+        raise BadQuery(
+            f"{match.group(1)}() reads files or the network; SQL here reads model tables only"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _check_params(params: Any) -> Any:
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        if not all(isinstance(k, str) for k in params):
+            raise BadQuery("named SQL parameters need string keys ($name)")
+        return params
+    if isinstance(params, list | tuple):
+        return list(params)
+    raise BadQuery(f"SQL params must be a dict ($name) or a list (?), got {type(params).__name__}")
+
+
+class DuckDBSqlEngine(SqlEngine):
+    """Runs read-only SQL on a DuckDB database, with mirrors of non-DuckDB tables.
+
+    Each thread gets its own cursor (DuckDB connections are not shared across threads).
+    Mirrored tables live in an attached in-memory catalog, ``microlib_mirror``, that is
+    on every cursor's search path.
+
+    Args:
+        connection: a ``duckdb.DuckDBPyConnection`` opened with external access off.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._con = connection
+        self._local = threading.local()
+        self._cursors: list[Any] = []
+        self._lock = threading.Lock()
+        self._mirrors: set[str] = set()
+        self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {MIRROR_SCHEMA}")
+
+    def _cursor(self) -> Any:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            cur.execute(f"SET search_path = 'main,{MIRROR_SCHEMA}'")
+            self._local.cursor = cur
+            with self._lock:
+                self._cursors.append(cur)
+        return cur
+
+    def execute(self, query: str, params: Any = None) -> SqlResult:
+        import duckdb
+
+        check_read_only(query)
+        params = _check_params(params)
+        cur = self._cursor()
+        start = time.perf_counter()
+        try:
+            rel = cur.execute(query, params) if params is not None else cur.execute(query)
+            rows = rel.fetchall()
+            columns = [d[0] for d in (rel.description or [])]
+        except duckdb.PermissionException:
+            raise BadQuery(
+                "SQL here reads model tables only (no files, network or ATTACH)"
+            ) from None
+        except duckdb.Error as exc:
+            raise BadQuery(f"SQL error: {_first_line(exc)}") from None
+        return SqlResult(columns, [tuple(r) for r in rows], time.perf_counter() - start)
+
+    def mirror(self, schema: TableSchema, records: Sequence[dict[str, Any]]) -> None:
+        cols = schema.columns
+        with self._lock:
+            name = f"{MIRROR_SCHEMA}.{quote(schema.name)}"
+            ddl = ", ".join(f"{quote(c.name)} {sql_type(c.type)}" for c in cols)
+            cur = self._con.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.execute(f"CREATE OR REPLACE TABLE {name} ({ddl})")
+                if records:
+                    exprs = ", ".join(param_expr(i + 1, c.type) for i, c in enumerate(cols))
+                    values = []
+                    for c in cols:
+                        enc = encoder(c.type)
+                        values.append([enc(r.get(c.name, c.default)) for r in records])
+                    cur.execute(
+                        f"INSERT INTO {name} ({', '.join(quote(c.name) for c in cols)}) "
+                        f"SELECT {exprs}",
+                        values,
+                    )
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+            self._mirrors.add(schema.name)
+
+    def drop_mirror(self, name: str) -> None:
+        with self._lock:
+            if name in self._mirrors:
+                self._con.execute(f"DROP TABLE IF EXISTS {MIRROR_SCHEMA}.{quote(name)}")
+                self._mirrors.discard(name)
+
+    def close(self) -> None:
+        with self._lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except Exception:
+                    pass
+            self._cursors.clear()
+
+
+def decode_rows(
+    columns: Sequence[str], types: dict[str, Any], rows: Sequence[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    """Rows from DuckDB as records, JSON columns parsed."""
+    decs = [(i, d) for i, c in enumerate(columns) if (t := types.get(c)) and (d := decoder(t))]
+    out = []
+    for row in rows:
+        rec = dict(zip(columns, row, strict=True))
+        for i, d in decs:
+            rec[columns[i]] = d(row[i])
+        out.append(rec)
+    return out

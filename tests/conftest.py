@@ -1,0 +1,41 @@
+"""Shared fixtures: every test runs in its own folder with a clean environment.
+
+Nothing is written to $HOME: Jupyter and IPython folders point into the test's
+temporary directory, and MICROLIB_* variables from the developer's shell are removed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for key in list(os.environ):
+        if key.startswith("MICROLIB_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "_home"
+    home.mkdir()
+    for var, sub in {
+        "JUPYTER_CONFIG_DIR": "jupyter/config",
+        "JUPYTER_DATA_DIR": "jupyter/data",
+        "JUPYTER_RUNTIME_DIR": "jupyter/runtime",
+        "IPYTHONDIR": "ipython",
+        "npm_config_cache": "npm",
+    }.items():
+        path = home / sub
+        path.mkdir(parents=True)
+        monkeypatch.setenv(var, str(path))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    monkeypatch.setenv("MICROLIB_SERVE", "0")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

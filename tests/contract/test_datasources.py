@@ -1,0 +1,172 @@
+"""The DataSource contract: every store (memory, file, DuckDB on disk) passes these tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from microlib_kernel import Conflict, DatasourceError
+from microlib_kernel.config import Settings
+from microlib_kernel.domain.query import Query
+from microlib_kernel.domain.types import ValueType
+from microlib_kernel.store import Column, DataSource, TableSchema, WriteOp, create_datasource
+
+pytestmark = pytest.mark.anyio
+
+STR, INT, FLOAT = ValueType("string"), ValueType("integer"), ValueType("float")
+TS = ValueType("timestamp")
+NESTED = ValueType("struct", fields=(("city", STR), ("zip", INT)))
+ITEMS = ValueType("list", item=ValueType("json"))
+
+SCHEMA = TableSchema(
+    "things",
+    (
+        Column("id", STR),
+        Column("revision", INT, 0, True),
+        Column("created_at", TS),
+        Column("name", STR),
+        Column("size", FLOAT, 0.0, True),
+        Column("address", NESTED),
+        Column("items", ITEMS, [], True),
+    ),
+)
+
+
+def rec(i: int, **extra: object) -> dict:
+    base = {
+        "id": f"t{i:04d}",
+        "revision": 1,
+        "created_at": f"2024-01-01T00:00:{i % 60:02d}+00:00",
+        "name": f"n{i % 3}",
+        "size": float(i),
+        "address": {"city": "Oslo", "zip": i},
+        "items": [{"sku": "a", "qty": i}],
+    }
+    return base | extra
+
+
+URLS = ["memory://", "file:///store-dir", "duckdb:///store.duckdb"]
+
+
+@pytest.fixture(params=URLS, ids=["memory", "file", "duckdb"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DataSource]:
+    ds = create_datasource(request.param, Settings.load(cwd=tmp_path, env={}))
+    await ds.open()
+    await ds.ensure_table(SCHEMA)
+    yield ds
+    await ds.close()
+
+
+async def test_write_then_read(store: DataSource) -> None:
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
+    got = await store.get("things", "t0001")
+    assert got is not None
+    assert got["name"] == "n1" and got["size"] == 1.0
+    assert got["address"] == {"city": "Oslo", "zip": 1}
+    assert got["items"] == [{"sku": "a", "qty": 1}]
+    assert await store.get("things", "missing") is None
+    assert await store.get("unknown_table", "t0001") is None
+
+
+async def test_concurrent_writes_are_all_acknowledged(store: DataSource) -> None:
+    await asyncio.gather(
+        *[store.write(WriteOp("upsert", "things", f"t{i:04d}", rec(i))) for i in range(300)]
+    )
+    assert await store.count("things", {}) == 300
+    assert len(await store.records("things")) == 300
+
+
+async def test_write_many(store: DataSource) -> None:
+    await store.write_many([WriteOp("upsert", "things", f"t{i:04d}", rec(i)) for i in range(50)])
+    assert await store.count("things", {"name": "n1"}) == len([i for i in range(50) if i % 3 == 1])
+
+
+async def test_query_filters_order_page(store: DataSource) -> None:
+    await store.write_many([WriteOp("upsert", "things", f"t{i:04d}", rec(i)) for i in range(10)])
+    rows = await store.query("things", Query({"name": "n0"}, (("size", True),)))
+    assert [r["id"] for r in rows] == ["t0009", "t0006", "t0003", "t0000"]
+    rows = await store.query("things", Query({}, (("size", False),), limit=3, offset=2))
+    assert [r["id"] for r in rows] == ["t0002", "t0003", "t0004"]
+    assert await store.query("things", Query({"size": 4.0})) == [await store.get("things", "t0004")]
+    assert await store.count("things", {"name": "n1"}) == 3
+    assert await store.query("unknown_table", Query()) == []
+
+
+async def test_upsert_replaces_and_delete_removes(store: DataSource) -> None:
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1, name="renamed", revision=2)))
+    got = await store.get("things", "t0001")
+    assert got is not None and got["name"] == "renamed" and got["revision"] == 2
+    await store.write(WriteOp("delete", "things", "t0001"))
+    assert await store.get("things", "t0001") is None
+    assert await store.count("things", {}) == 0
+    await store.write(WriteOp("delete", "things", "never-there"))  # deleting nothing is fine
+
+
+async def test_last_write_wins_within_a_group(store: DataSource) -> None:
+    ops = [WriteOp("upsert", "things", "t0001", rec(1, size=float(n))) for n in range(20)]
+    await asyncio.gather(*[store.write(op) for op in ops])
+    got = await store.get("things", "t0001")
+    assert got is not None and got["size"] == 19.0
+
+
+async def test_schema_growth_fills_defaults_and_keeps_removed_columns(store: DataSource) -> None:
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
+    grown = TableSchema(
+        "things",
+        (*(c for c in SCHEMA.columns if c.name != "size"), Column("colour", STR, "blue", True)),
+    )
+    change = await store.ensure_table(grown)
+    assert change.added == ("colour",)
+    got = await store.get("things", "t0001")
+    assert got is not None and got["colour"] == "blue"
+    # A write from the newer schema leaves the removed column's data in place.
+    new = {k: v for k, v in rec(1, colour="red", revision=2).items() if k != "size"}
+    await store.write(WriteOp("upsert", "things", "t0001", new))
+    got = await store.get("things", "t0001")
+    assert got is not None and got["colour"] == "red" and got["size"] == 1.0
+    assert "colour" in await store.columns("things")
+
+
+async def test_change_count_moves_with_writes(store: DataSource) -> None:
+    before = store.change_count("things")
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
+    assert store.change_count("things") > before
+
+
+async def test_revision_checks_where_the_store_does_them(store: DataSource) -> None:
+    if store.scheme == "duckdb":
+        pytest.skip("the DuckDB store is single-writer: the repository checks revisions")
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1), expect_revision=0))
+    with pytest.raises(Conflict):
+        await store.write(
+            WriteOp("upsert", "things", "t0001", rec(1, revision=2), expect_revision=0)
+        )
+    got = await store.get("things", "t0001")
+    assert got is not None and got["revision"] == 1
+
+
+async def test_persistence_across_reopen(tmp_path: Path, store: DataSource) -> None:
+    if store.scheme == "memory":
+        pytest.skip("memory:// is not persisted")
+    await store.write_many([WriteOp("upsert", "things", f"t{i:04d}", rec(i)) for i in range(5)])
+    await store.close()
+    again = create_datasource(store.url, Settings.load(cwd=tmp_path, env={}))
+    await again.open()
+    await again.ensure_table(SCHEMA)
+    try:
+        assert await again.count("things", {}) == 5
+        got = await again.get("things", "t0003")
+        assert got is not None and got["address"] == {"city": "Oslo", "zip": 3}
+    finally:
+        await again.close()
+
+
+def test_unknown_scheme_lists_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(DatasourceError, match=r"valid schemes: .*duckdb.*file.*memory"):
+        create_datasource("mongodb://x", Settings.load(cwd=tmp_path, env={}))
+    with pytest.raises(DatasourceError, match="not a URL"):
+        create_datasource("just-a-path.duckdb", Settings.load(cwd=tmp_path, env={}))

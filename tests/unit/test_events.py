@@ -1,0 +1,131 @@
+"""The broker: glob and regex patterns, isolation, replacement by key, settle, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+
+import pytest
+
+from microlib_kernel.domain.events import Event, EventBroker
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_glob_patterns_match_whole_names() -> None:
+    broker = EventBroker()
+    seen: list[str] = []
+    broker.on("order.*", lambda e: seen.append(e.name))
+    broker.on(re.compile(r"^customer\."), lambda e: seen.append("re:" + e.name))
+    for name in ("order.created", "order.undo.started", "orders.created", "customer.updated"):
+        broker.publish(Event(name))
+    await broker.settle()
+    assert sorted(seen) == ["order.created", "order.undo.started", "re:customer.updated"]
+
+
+async def test_async_and_sync_handlers_and_failures_are_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = EventBroker()
+    seen: list[tuple[str, str]] = []
+
+    async def good(e: Event) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(("async", threading.current_thread().name))
+
+    def sync_good(e: Event) -> None:
+        seen.append(("sync", threading.current_thread().name))
+
+    def bad(e: Event) -> None:
+        raise RuntimeError("boom")
+
+    broker.on("x", good)
+    broker.on("x", bad)
+    broker.on("x", sync_good)
+    with caplog.at_level(logging.ERROR, "microlib_kernel.events"):
+        broker.publish(Event("x"))
+        await broker.settle()
+    assert {k for k, _ in seen} == {"async", "sync"}
+    loop_thread = threading.current_thread().name
+    assert dict(seen)["sync"] != loop_thread  # sync handlers never block the loop
+    assert "boom" in caplog.text
+
+
+async def test_same_key_replaces_the_subscription() -> None:
+    broker = EventBroker()
+    seen: list[int] = []
+    broker.on("x", lambda e: seen.append(1), key="k")
+    broker.on("x", lambda e: seen.append(2), key="k")
+    broker.publish(Event("x"))
+    await broker.settle()
+    assert seen == [2]
+    assert len(broker.subscriptions()) == 1
+
+
+async def test_off_owner_and_cancel() -> None:
+    broker = EventBroker()
+    seen: list[str] = []
+    sub = broker.on("x", lambda e: seen.append("a"), owner="m")
+    broker.on("x", lambda e: seen.append("b"), owner="m")
+    broker.on("x", lambda e: seen.append("c"))
+    assert broker.off_owner("m") == 2
+    sub.cancel()
+    broker.publish(Event("x"))
+    await broker.settle()
+    assert seen == ["c"]
+
+
+async def test_event_shape_and_lazy_data() -> None:
+    calls = []
+    e = Event(
+        "order.created",
+        model="Order",
+        model_id="1",
+        data_factory=lambda: calls.append(1) or {"a": 1},
+    )
+    assert calls == []
+    d = e.to_dict()
+    assert set(d) == {"id", "name", "model", "model_id", "time", "data"}
+    assert d["data"] == {"a": 1} and e.data == {"a": 1} and calls == [1]
+
+
+async def test_recent_and_streams() -> None:
+    broker = EventBroker(history=3)
+    async with broker.stream("a.*", size=2) as stream:
+        for n in ("a.1", "b.1", "a.2", "a.3", "a.4"):
+            broker.publish(Event(n))
+        assert [e.name for e in broker.recent()] == ["a.2", "a.3", "a.4"]
+        assert [e.name for e in broker.recent("b.*")] == []
+        assert stream.dropped == 2
+        assert (await stream.next(1)).name == "a.3"  # type: ignore[union-attr]
+        assert (await stream.next(1)).name == "a.4"  # type: ignore[union-attr]
+        assert await stream.next(0.01) is None
+
+
+async def test_settle_waits_for_chains() -> None:
+    broker = EventBroker()
+    done: list[str] = []
+
+    async def first(e: Event) -> None:
+        await asyncio.sleep(0.01)
+        broker.publish(Event("second"))
+
+    async def second(e: Event) -> None:
+        await asyncio.sleep(0.01)
+        done.append("second")
+
+    broker.on("first", first)
+    broker.on("second", second)
+    broker.publish(Event("first"))
+    await broker.settle()
+    assert done == ["second"]
+
+
+def test_bad_subscriptions() -> None:
+    broker = EventBroker()
+    with pytest.raises(TypeError):
+        broker.on("x", "not callable")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        broker.on(5, print)  # type: ignore[arg-type]
