@@ -31,8 +31,10 @@ def make_order() -> type[Model]:
 
 
 def rows(n: int) -> list[dict]:
-    return [{"customer": f"c{i % 100}", "items": [{"sku": "a", "qty": i % 5}], "total": float(i)}
-            for i in range(n)]
+    return [
+        {"customer": f"c{i % 100}", "items": [{"sku": "a", "qty": i % 5}], "total": float(i)}
+        for i in range(n)
+    ]
 
 
 def host_creates(folder: Path, data: list[dict], batch: int) -> float:
@@ -60,8 +62,9 @@ def naive_inserts(folder: Path, data: list[dict]) -> float:
 
     con = duckdb.connect(str(folder / "naive.duckdb"))
     con.execute(
-        "CREATE TABLE orders (id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,"
-        " version VARCHAR, revision BIGINT, port_flow VARCHAR[], compensation VARCHAR,"
+        "CREATE TABLE orders (id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ,"
+        " updated_at TIMESTAMPTZ, version VARCHAR, revision BIGINT, port_flow VARCHAR[],"
+        " compensation VARCHAR,"
         " customer VARCHAR, items JSON[], total DOUBLE, status VARCHAR)"
     )
     start = time.perf_counter()
@@ -69,8 +72,14 @@ def naive_inserts(folder: Path, data: list[dict]) -> float:
         now = dt.datetime.now(dt.UTC)
         con.execute(
             "INSERT INTO orders VALUES (?, ?, ?, '1.0.0', 1, [], NULL, ?, ?::JSON[], ?, 'PENDING')",
-            [uuid.uuid4().hex, now, now, row["customer"], [json.dumps(i) for i in row["items"]],
-             row["total"]],
+            [
+                uuid.uuid4().hex,
+                now,
+                now,
+                row["customer"],
+                [json.dumps(i) for i in row["items"]],
+                row["total"],
+            ],
         )
     elapsed = time.perf_counter() - start
     con.close()
