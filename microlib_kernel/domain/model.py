@@ -127,6 +127,16 @@ class Model(BaseModel):
         return cast(Self, await cls._runtime().create(data))
 
     @classmethod
+    async def create_many(cls, rows: Iterable[dict[str, Any]]) -> builtins.list[Self]:
+        """Create many instances in one bulk write: all validate and are stored, or none.
+
+        Raises:
+            ValidationFailed: a row does not validate (nothing is stored).
+        """
+        created = await cls._runtime().create_many(builtins.list(rows))
+        return cast(builtins.list[Self], created)
+
+    @classmethod
     async def find(cls, id: str) -> Self:
         """The instance with this id.
 

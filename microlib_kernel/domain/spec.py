@@ -30,6 +30,7 @@ _ENDPOINT_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED = frozenset(
     {
         "create",
+        "create_many",
         "find",
         "list",
         "count",

@@ -280,6 +280,38 @@ class Repository:
         self._emit("created", instance, instance.to_json)
         self._changed(instance.id, record)
 
+    async def create_batch(
+        self, items: builtins.list[tuple[ModelVersion, dict[str, Any]]]
+    ) -> builtins.list[Model | Exception]:
+        """Create many independent instances at once (each succeeds or fails alone).
+
+        This is what concurrent ``Model.create`` calls turn into: one task on the host
+        loop and one bulk write instead of one of each per create.
+        """
+        outcomes: builtins.list[Model | Exception] = []
+        valid: builtins.list[tuple[int, Model, dict[str, Any]]] = []
+        for mv, data in items:
+            try:
+                instance = self._new(mv, data, new_id())
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            valid.append((len(outcomes), instance, self.codec.encode(instance)))
+            outcomes.append(instance)
+        if not valid:
+            return outcomes
+        errors = await self.store.write_each(
+            [WriteOp("upsert", self.table, i.id, r, expect_revision=0) for _, i, r in valid]
+        )
+        for (index, instance, record), error in zip(valid, errors, strict=True):
+            if error is not None:
+                outcomes[index] = error if isinstance(error, Exception) else RuntimeError(error)
+                continue
+            self.cache.put(self.table, instance.id, instance)
+            self._emit("created", instance, instance.to_json)
+            self._changed(instance.id, record)
+        return outcomes
+
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
     ) -> builtins.list[Model]:

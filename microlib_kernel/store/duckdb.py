@@ -259,6 +259,12 @@ class DuckDBStore(DataSource):
         futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
         await asyncio.gather(*futures)
 
+    async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
+        loop = asyncio.get_running_loop()
+        futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
     async def _run_job(self, job: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()
         return await self._submit(_Pending(loop.create_future(), loop, job=job))

@@ -413,3 +413,23 @@ async def test_closed_host_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(ServiceUnavailable, match="closed"):
         await Order.create(items=[{}])
+
+
+async def test_create_many_is_all_or_nothing(host: Host, models: tuple) -> None:
+    Order, _ = models
+    made = await Order.create_many([{"items": [{}], "total": float(i)} for i in range(500)])
+    assert len(made) == 500 and await Order.count() == 500
+    with pytest.raises(ValidationFailed):
+        await Order.create_many([{"items": [{}]}, {"items": []}])
+    assert await Order.count() == 500
+
+
+async def test_concurrent_creates_fail_alone(host: Host, models: tuple) -> None:
+    Order, _ = models
+    results = await asyncio.gather(
+        *[Order.create(items=[{}] if i % 3 else [], total=float(i)) for i in range(30)],
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, ValidationFailed)]
+    assert len(failed) == 10
+    assert await Order.count() == 20
