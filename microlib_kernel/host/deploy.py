@@ -8,6 +8,7 @@ source that raises is reported with line numbers relative to the source itself.
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import itertools
 import linecache
 import sys
@@ -36,6 +37,26 @@ class Published:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "endpoint": self.endpoint}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One entry of the deployment log: what was published, when, by whom."""
+
+    time: dt.datetime
+    kind: str
+    names: list[str]
+    versions: list[str | None]
+    who: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(),
+            "kind": self.kind,
+            "names": list(self.names),
+            "versions": list(self.versions),
+            "who": self.who,
+        }
 
 
 def filename_for(kind: str, name: str | None) -> str:

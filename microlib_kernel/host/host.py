@@ -15,6 +15,7 @@ no global host: scripts and tests create their own, and two hosts never see each
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import inspect
 import logging
@@ -33,12 +34,21 @@ from ..store.cache import InstanceCache
 from ..store.registry import create_datasource, scheme_of
 from .adapters import AdapterRegistry, ServiceRegistry
 from .commands import CommandRunner
-from .deploy import KINDS, Published, install_module, models_defined, run_source, service_object
+from .deploy import (
+    KINDS,
+    Deployment,
+    Published,
+    install_module,
+    models_defined,
+    run_source,
+    service_object,
+)
 from .loop import HostLoop
 from .registry import ModelEntry, ModelVersion, VersionRegistry
 from .repository import Change, Repository
 from .runtime import VersionRuntime
 from .sql import SqlService
+from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
     from ..store.sql import SqlResult
@@ -109,6 +119,8 @@ class Host:
         self._datasources: dict[str, DataSource] = {}
         self._repos: dict[str, Repository] = {}
         self._change_listeners: list[Callable[[Change], None]] = []
+        self._deploy_token: str | None = None
+        self.deployments: collections.deque[Deployment] = collections.deque(maxlen=1000)
         self._closed = False
         self.loop = HostLoop()
         try:
@@ -186,8 +198,28 @@ class Host:
         kind: str = "model",
         name: str | None = None,
         version: str | None = None,
+        who: str = "python",
     ) -> list[Published]:
-        """:meth:`publish` for code already on the host loop (the HTTP deploy route)."""
+        """:meth:`publish` for code already on the host loop (the HTTP deploy route).
+
+        Args:
+            who: recorded in the deployment log (``GET /deploy``).
+        """
+        published = await self._publish(obj, kind=kind, name=name, version=version)
+        self.deployments.append(
+            Deployment(
+                time=dt.datetime.now(dt.UTC),
+                kind=kind,
+                names=[p.name for p in published],
+                versions=[p.version for p in published],
+                who=who,
+            )
+        )
+        return published
+
+    async def _publish(
+        self, obj: type[Model] | str, *, kind: str, name: str | None, version: str | None
+    ) -> list[Published]:
         if kind not in KINDS:
             raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if isinstance(obj, type) and issubclass(obj, Model):
@@ -452,6 +484,16 @@ class Host:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    @property
+    def deploy_token(self) -> str:
+        """The token the deploy routes require: ``MICROLIB_DEPLOY_TOKEN``, else the one in
+        ``.microlib/deploy-token`` (created with mode 0600 when missing)."""
+        if self._deploy_token is None:
+            self._deploy_token = load_or_create_token(
+                self.settings.home_path, self.settings.deploy_token
+            )
+        return self._deploy_token
+
     def serve(self, port: int | None = None, bind: str | None = None) -> str:
         """Serve the HTTP API from the host loop; returns the base URL (also ``host.url``).
 
@@ -468,6 +510,7 @@ class Host:
             return self.url  # type: ignore[return-value]
         port = self.settings.port if port is None else port
         bind = bind or self.settings.bind
+        _ = self.deploy_token  # written before the first request can need it
         self.server, self.url = self.loop.run(start_server(self, port, bind))
         return self.url
 

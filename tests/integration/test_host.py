@@ -433,3 +433,27 @@ async def test_concurrent_creates_fail_alone(host: Host, models: tuple) -> None:
     failed = [r for r in results if isinstance(r, ValidationFailed)]
     assert len(failed) == 10
     assert await Order.count() == 20
+
+
+def test_deploy_token_file_and_log(tmp_path: Path) -> None:
+    import stat
+
+    h = Host("memory://")
+    try:
+        token = h.deploy_token
+        path = tmp_path / ".microlib" / "deploy-token"
+        assert path.read_text().strip() == token and len(token) >= 32
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        other = Host("memory://")
+        assert other.deploy_token == token  # the file is reused
+        other.close()
+        Order, _ = make_models()
+        h.publish(Order)
+        h.publish("def f(x):\n    return x\n", kind="adapter", name="util")
+        log = [d.to_json() for d in h.deployments]
+        assert [(d["kind"], d["names"], d["versions"]) for d in log] == [
+            ("model", ["Order"], ["1.0.0"]),
+            ("adapter", ["util"], [None]),
+        ]
+    finally:
+        h.close()
