@@ -45,7 +45,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py
 
 bench-quick: $(VENV)/.installed-dev
-	$(PY) bench/run.py --quick
+	$(PY) bench/run.py --quick --out bench/out/RESULTS-quick.md
 
 clean:
 	rm -rf $(VENV) .microlib build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -283,6 +283,9 @@ class Host:
             if mv.spec.has_migrate:
                 await self._migrate(mv, repo)
         out = []
+        for _, store, _ in prepared:
+            if self._sql.needs_mirror(store):
+                self._sql.mirrors = True
         for mv, _, _ in prepared:
             mv.runtime = VersionRuntime(self, mv)
             mv.cls.__microlib_runtime__ = mv.runtime
@@ -465,7 +468,9 @@ class Host:
         Raises:
             BadQuery: not a single read-only query, or a SQL error.
         """
-        if self.loop.in_loop():
+        if self.loop.in_loop() or not self._sql.mirrors:
+            # Every table lives in the engine's own database: no mirror to refresh, so
+            # the query runs right here (DuckDB gives each thread its own cursor).
             return self._sql.execute(query, params)
         return self.loop.run(self.sql_async(query, params))
 

@@ -27,6 +27,9 @@ class SqlService:
         self._own_engine = self._engine is None
         self._con: Any = None
         self._mirrored: dict[str, tuple[int, int]] = {}  # table -> (store id, change count)
+        #: Whether some published table lives outside the engine (then queries refresh
+        #: mirrors on the host loop first).
+        self.mirrors = False
 
     def engine(self) -> SqlEngine:
         if self._engine is None:
