@@ -457,3 +457,34 @@ def test_deploy_token_file_and_log(tmp_path: Path) -> None:
         ]
     finally:
         h.close()
+
+
+async def test_async_hooks_and_missing_required_fields(host: Host) -> None:
+    class Ticket(Model, endpoint="tickets"):
+        title: str
+        state: str = "open"
+
+        async def on_update(self, changes: dict) -> dict:
+            await asyncio.sleep(0)
+            if changes.get("state") == "closed" and self.state == "open":
+                changes["title"] = self.title + " (closed)"
+            return changes
+
+        async def on_delete(self) -> None:
+            await asyncio.sleep(0)
+            if self.state != "closed":
+                raise ValueError("close it first")
+
+    host.publish(Ticket)
+    with pytest.raises(ValidationFailed) as info:
+        await Ticket.create()
+    assert info.value.errors[0]["loc"] == ["title"] and info.value.errors[0]["type"] == "missing"
+    with pytest.raises(ValidationFailed, match="title"):
+        await Ticket.create(title=["not", "a", "string"])
+    t = await Ticket.create(title="leak")
+    with pytest.raises(Vetoed, match="close it first"):
+        await t.delete()
+    t = await t.update(state="closed")
+    assert t.title == "leak (closed)"
+    await t.delete()
+    assert await Ticket.count() == 0
