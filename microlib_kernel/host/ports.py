@@ -84,8 +84,9 @@ class PortRunner:
             return
         for version in entry.routes:
             mv = entry.versions.get(version)
-            for spec in mv.spec.ports.values() if mv is not None else ():
-                self.breaker(mv, spec)  # so /config shows every breaker from the start
+            if mv is not None:
+                for spec in mv.spec.ports.values():
+                    self.breaker(mv, spec)  # so /config shows every breaker from the start
         self.orchestrator.sync(entry)
 
     def breaker(self, mv: ModelVersion, spec: PortSpec) -> CircuitBreaker | None:
