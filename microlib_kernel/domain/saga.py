@@ -5,8 +5,8 @@ completes, ``produces`` the next one. ``port_flow`` records the ports an instanc
 completed, in order. From these two facts follow:
 
 * which ports an event starts (:func:`consumers`),
-* whether an instance's flow was interrupted, and which event resumes it
-  (:func:`resume_event`),
+* whether an instance's flow was interrupted, and which events resume it
+  (:func:`resume_events`),
 * the compensation plan of a saga: each completed port's ``undo``, in reverse order
   (:func:`plan_compensation`).
 """
@@ -34,25 +34,30 @@ def consumers(ports: Mapping[str, PortSpec], event: str) -> list[str]:
     return [name for name, spec in ports.items() if consumes(spec, event)]
 
 
-def resume_event(
+def resume_events(
     port_flow: Sequence[str], compensation: str | None, ports: Mapping[str, PortSpec]
-) -> str | None:
-    """The event that resumes an interrupted flow, or ``None`` if there is nothing to resume.
+) -> list[str]:
+    """The events that resume an interrupted flow (empty: nothing to resume).
 
-    A flow is interrupted when no saga touched the instance, it completed at least one
-    port, and the event its last port produced starts a port it has not completed yet.
-    Re-emitting that event runs exactly those ports (ports already in the flow are skipped
-    by the orchestrator), so nothing that completed runs twice.
+    A flow is interrupted when no saga touched the instance and a port it completed
+    produced an event that starts a port it has not completed. In a chain that is the
+    last completed port's event; when a flow fans out (two ports consume one event),
+    every branch left behind is found. Re-emitting these events runs exactly the
+    missing ports (the orchestrator skips ports already in the flow), so nothing that
+    completed runs twice.
     """
     if compensation is not None or not port_flow:
-        return None
-    last = ports.get(port_flow[-1])
-    if last is None or last.produces is None:
-        return None
+        return []
     done = set(port_flow)
-    if any(name not in done for name in consumers(ports, last.produces)):
-        return last.produces
-    return None
+    out: list[str] = []
+    for name in reversed(port_flow):
+        spec = ports.get(name)
+        if spec is None or spec.produces is None or spec.produces in out:
+            continue
+        if any(c not in done for c in consumers(ports, spec.produces)):
+            out.append(spec.produces)
+    out.reverse()
+    return out
 
 
 @dataclass(frozen=True)

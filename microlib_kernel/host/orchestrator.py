@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..domain.events import Event, Subscription
-from ..domain.saga import resume_event
+from ..domain.saga import resume_events
 from ..errors import NotFound, PortFailed
 
 if TYPE_CHECKING:
@@ -128,12 +128,12 @@ class Orchestrator:
                 self.runner.spawn(self._continue_saga(mv, id))
                 resumed += 1
                 continue
-            event = resume_event(flow, compensation, mv.spec.ports)
-            if event is not None:
-                log.info("%s %s: resuming its flow after %s", entry.name, id, flow[-1])
-                data: dict[str, Any] = {"port": flow[-1], "resumed": True}
+            events = resume_events(flow, compensation, mv.spec.ports)
+            for event in events:
+                log.info("%s %s: resuming its flow at %s", entry.name, id, event)
+                data: dict[str, Any] = {"resumed": True, "port_flow": flow}
                 self.host.events.publish(Event(event, data, model=entry.name, model_id=id))
-                resumed += 1
+            resumed += bool(events)
         return resumed
 
     async def _continue_saga(self, mv: Any, id: str) -> None:
