@@ -237,7 +237,7 @@ class PortExecutor:
                     "times_opened": breaker.times_opened,
                 },
             )
-            log.warning("%s: circuit breaker open (%s)", port_label(mv, spec), breaker.last_error)
+            log.info("%s: circuit breaker open (%s)", port_label(mv, spec), breaker.last_error)
         elif transition == "closed":
             self.emit(mv, id, "port.breaker_closed", {"port": spec.name})
 

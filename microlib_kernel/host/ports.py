@@ -254,6 +254,9 @@ class PortRunner:
         if task is not None:
             self._running.add(task)
         key = (mv.name.lower(), spec.name)
+        # A direct caller gets the exception; only an event-triggered failure, which
+        # nobody awaits, is worth a warning in the log.
+        level = logging.WARNING if event is not None else logging.INFO
         try:
             current = await self.host.repository(mv.spec.endpoint).get(mv, instance.id)
             return await self.executor.run(
@@ -263,11 +266,11 @@ class PortRunner:
             # Nothing ran, so there is nothing to compensate: the flow waits for the
             # binding (a direct call or a restart continues it).
             self._last_errors[key] = exc.message
-            log.warning("%s", exc.message)
+            log.log(level, "%s", exc.message)
             raise
         except PortFailed as exc:
             self._last_errors[key] = exc.message
-            log.warning("%s", exc.message)
+            log.log(level, "%s", exc.message)
             await self.saga.compensate(mv, instance.id, f"port {spec.name} failed: {exc.message}")
             raise
         finally:
