@@ -1,8 +1,8 @@
 """One attempt of an adapter call, bounded by a timeout whose expiry cancels it.
 
 Async adapters run as a task on the host loop; a timeout cancels the task. Sync adapters
-run in a worker thread so they never stall the loop (and the HTTP API it serves); a
-thread cannot be interrupted, so on timeout its eventual result is discarded. Either
+run in a daemon thread of their own so they never stall the loop (and the HTTP API it
+serves); a thread cannot be interrupted, so on timeout its eventual result is discarded. Either
 way a timed-out attempt is over for the caller: whatever it returns later is ignored.
 """
 
@@ -13,6 +13,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +49,46 @@ def is_async(fn: Callable[..., Any]) -> bool:
     )
 
 
+def _in_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run ``fn`` in a daemon thread of its own; returns a future of its result.
+
+    Not the loop's shared pool: an adapter that never returns must neither use up the
+    threads other work needs (reads, sync event handlers) nor keep the process from
+    exiting.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return  # abandoned (timed out or cancelled): the late result is discarded
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = ctx.run(fn, *args, **kwargs)
+        except BaseException as exc:
+            outcome = (False, exc)
+        else:
+            outcome = (True, result)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    name = getattr(fn, "__qualname__", "adapter")
+    threading.Thread(target=work, name=f"microlib-adapter {name}", daemon=True).start()
+    return future
+
+
 async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if is_async(fn):
         return await fn(*args, **kwargs)
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    result = await loop.run_in_executor(None, functools.partial(ctx.run, fn, *args, **kwargs))
+    result = await _in_thread(fn, args, kwargs)
     if inspect.isawaitable(result):  # a sync wrapper around a coroutine function
         result = await result
     return result
