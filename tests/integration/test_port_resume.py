@@ -186,3 +186,26 @@ async def test_a_running_compensation_continues_after_a_restart() -> None:
         assert "order.undo.worked" in event_names(host)
     finally:
         host.close()
+
+
+@pytest.mark.slow
+async def test_a_flow_stuck_in_a_hung_adapter_completes_on_the_next_host() -> None:
+    host, services, Order = start()
+    services.inventory.set("pick", "hang")  # the second adapter never returns
+    order = await Order.create()
+    await order.emit("order.approved")
+    deadline = time.monotonic() + 10
+    while "inventory.pick" not in services.journal and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    host.close()  # waits a while for the handlers, then cancels the hung call: no write
+    stuck_flow = ["authorize"]
+
+    host, services, Order = start()
+    try:
+        await host.idle()
+        order = await Order.find(order.id)
+        assert order.port_flow == [*stuck_flow, "pick", "ship", "complete"]
+        assert order.status == "COMPLETE" and order.compensation is None
+        assert services.journal == ["inventory.pick", "shipping.ship"]
+    finally:
+        host.close()
