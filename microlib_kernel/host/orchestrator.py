@@ -114,6 +114,8 @@ class Orchestrator:
         entry = self.host.registry.find(model)
         if entry is None or not entry.published:
             return 0
+        if not any(mv.spec.ports for mv in entry.versions.values()):
+            return 0  # no ports, nothing to resume: do not read the table
         repo = self.host.repository(entry.endpoint)
         resumed = 0
         for record in await repo.store.records(repo.table):
