@@ -456,7 +456,16 @@ class Host:
 
     async def idle(self, timeout: float | None = 10.0) -> None:
         """Wait until event handlers (and the port flows they run) have finished."""
-        await self.loop.call(self.events.settle, timeout)
+        await self.loop.call(self._settle, timeout)
+
+    async def _settle(self, timeout: float | None) -> None:
+        # Handlers start port flows and flows emit events: wait until both are quiet.
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.events.settle(None)
+                await self.ports.settle()
+                if not self.events.busy and not self.ports.busy:
+                    return
 
     def sql(self, query: str, params: Any = None) -> SqlResult:
         """Read-only SQL over every model table (DuckDB dialect).
@@ -552,7 +561,7 @@ class Host:
 
     async def _close_async(self) -> None:
         try:
-            await self.events.settle(timeout=5)
+            await self._settle(timeout=5)
         except TimeoutError:
             log.warning("event handlers still running at close")
         await self.ports.close()

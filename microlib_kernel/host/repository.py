@@ -365,9 +365,12 @@ class Repository:
                     revision=current.revision,
                 )
             changes = self._check_changes(mv, current, changes, framework)
-            if hooks and "on_update" in mv.spec.hooks:
+            # The hook sees the user's changes only; framework fields (a port's
+            # port_flow) are not the hook's to drop or alter.
+            own = {k: v for k, v in changes.items() if k not in FRAMEWORK_FIELDS}
+            if hooks and own and "on_update" in mv.spec.hooks:
                 proposed = self._validate(mv, current, changes)
-                valid = {k: getattr(proposed, k) for k in changes}
+                valid = {k: getattr(proposed, k) for k in own}
                 try:
                     result = await _maybe_await(current.on_update(valid))
                 except ValueError as exc:
@@ -377,7 +380,8 @@ class Repository:
                         f"{self.model}.on_update must return a dict of changes, got "
                         f"{type(result).__name__}"
                     )
-                changes = self._check_changes(mv, current, result, framework)
+                kept = {k: v for k, v in changes.items() if k in FRAMEWORK_FIELDS}
+                changes = {**self._check_changes(mv, current, result, framework), **kept}
             updated = self._validate(mv, current, changes, bump=True)
             record = self.codec.encode(updated)
             await self.store.write(
