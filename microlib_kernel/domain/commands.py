@@ -114,8 +114,7 @@ def install_commands(cls: type, commands: Mapping[str, Any] | None) -> None:
             fn, acl, description = entry, None, ""
         if not callable(fn) or isinstance(fn, type):
             raise TypeError(
-                f"{cls.__name__}.{name}: a command is a function fn(instance, **kwargs), "
-                f"got {fn!r}"
+                f"{cls.__name__}.{name}: a command is a function fn(instance, **kwargs), got {fn!r}"
             )
         fields = getattr(cls, "model_fields", {})
         if name in fields or name in vars(cls):

@@ -57,7 +57,7 @@ class Secret(Generic[T]):
         self._problem: str | None = None
         self._sealed: str | None = None
 
-    def __class_getitem__(cls, item: Any) -> Any:  # type: ignore[override]
+    def __class_getitem__(cls, item: Any) -> Any:
         if isinstance(item, TypeVar) or cls is not Secret:
             return super().__class_getitem__(item)  # type: ignore[misc]
         return _secret_of(item)
@@ -156,7 +156,7 @@ class Secret(Generic[T]):
             return {
                 "type": "string",
                 "const": MASK,
-                "description": "a secret: always masked as \"***\"",
+                "description": 'a secret: always masked as "***"',
             }
         out = dict(handler(schema))
         out["writeOnly"] = True
@@ -171,7 +171,7 @@ def _serialize(value: Any, info: core_schema.SerializationInfo) -> Any:
     return value  # Python mode keeps the wrapper: model_dump() never leaks plaintext
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _secret_of(inner: Any) -> type[Secret[Any]]:
     """The class ``Secret[inner]`` (one per inner type, so annotations compare equal)."""
     name = f"Secret[{_type_name(inner)}]"
@@ -219,8 +219,7 @@ def contains_secret(annotation: Any, _depth: int = 0) -> bool:
             return True
         if issubclass(annotation, BaseModel):
             return any(
-                contains_secret(f.annotation, _depth + 1)
-                for f in annotation.model_fields.values()
+                contains_secret(f.annotation, _depth + 1) for f in annotation.model_fields.values()
             )
         return False
     return any(contains_secret(a, _depth + 1) for a in typing.get_args(annotation))

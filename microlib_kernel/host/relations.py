@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("microlib_kernel.relations")
 
+
 @dataclass(frozen=True)
 class RelationResult:
     """A resolved relation: the related model(s), and why it is empty when it is.
@@ -95,13 +96,13 @@ class RelationResolver:
                     if entry is None or entry.active is None:
                         continue
                     target = entry.get(entry.active)
-                if not _holds_key(mv, rel) and rel.kind != "contains_many":
-                    if rel.foreign_key not in target.spec.fields:
-                        raise DeployRefused(
-                            f"{mv.name}.{rel.name}: {target.name} has no field "
-                            f"{rel.foreign_key!r} to hold the {mv.name} id",
-                            relation=rel.name,
-                        )
+                held_by_target = not _holds_key(mv, rel) and rel.kind != "contains_many"
+                if held_by_target and rel.foreign_key not in target.spec.fields:
+                    raise DeployRefused(
+                        f"{mv.name}.{rel.name}: {target.name} has no field "
+                        f"{rel.foreign_key!r} to hold the {mv.name} id",
+                        relation=rel.name,
+                    )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -109,9 +110,7 @@ class RelationResolver:
         rel = mv.spec.relations.get(name)
         if rel is None:
             known = ", ".join(mv.spec.relations) or "none"
-            raise NotFound(
-                f"{mv.name} has no relation {name!r}; relations: {known}", relation=name
-            )
+            raise NotFound(f"{mv.name} has no relation {name!r}; relations: {known}", relation=name)
         return rel
 
     def _target(
@@ -181,7 +180,8 @@ class RelationResolver:
     ) -> RelationResult:
         ids = contained_ids(instance, rel)
         if not ids:
-            return RelationResult([], f"{mv.name}.{rel.array_key or rel.foreign_key} is empty", True)
+            where = rel.array_key or rel.foreign_key
+            return RelationResult([], f"{mv.name}.{where} is empty", True)
         target = self._target(rel)
         if isinstance(target, str):
             return RelationResult([], target, True)
