@@ -30,6 +30,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("create_throughput", 300, 90),
     ("sql_groupby", 300, 60),
     ("memory_rss", 300, 60),
+    ("secrets_cost", 300, 90),
 ]
 
 

@@ -221,17 +221,22 @@ def mask_sealed(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(mask_sealed(v) for v in value)
     if isinstance(value, dict):
-        return {k: mask_sealed(v) for k, v in value.items()}
+        return {mask_sealed(k): mask_sealed(v) for k, v in value.items()}
     return value
 
 
 def mask_result(result: SqlResult) -> SqlResult:
-    """Mask sealed values in a SQL result, in place (columns with none are skipped fast)."""
+    """Mask sealed values in a SQL result, in place.
+
+    Whatever the query did (``SELECT *``, aliases, CTEs, ``to_json``, string functions),
+    a sealed value that reaches the result whole, or cut from its start, is masked:
+    values are inspected, not column names. Columns holding none are only scanned.
+    """
     rows = result.rows
     if not rows:
         return result
     width = len(rows[0])
-    touched = [i for i in range(width) if any(_may_hold(row[i]) for row in rows)]
+    touched = [i for i in range(width) if any(_holds_sealed(row[i]) for row in rows)]
     if touched:
         for r, row in enumerate(rows):
             cells = list(row)
@@ -241,10 +246,14 @@ def mask_result(result: SqlResult) -> SqlResult:
     return result
 
 
-def _may_hold(value: Any) -> bool:
+def _holds_sealed(value: Any) -> bool:
     if isinstance(value, str):
         return PREFIX in value
-    return isinstance(value, list | tuple | dict)
+    if isinstance(value, list | tuple):
+        return any(_holds_sealed(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_sealed(k) or _holds_sealed(v) for k, v in value.items())
+    return False
 
 
 @dataclass

@@ -132,11 +132,13 @@ async def test_python_reads_everything_else_sees_stars(host: Host, Wallet) -> No
     w2 = await from_disk.update(card="6011-0000-0000-0004")
     assert (await Wallet.find(w.id)).card.reveal() == "6011-0000-0000-0004"
     assert w2.pin.reveal() == PIN  # untouched secrets survive an update
+    await w.emit("wallet.used", {"card": w.card, "nested": [w.pin]})  # user data too
     await host.idle()
+    assert events[-1].to_dict()["data"] == {"card": "***", "nested": ["***"]}
     dumped = json.dumps([e.to_dict() for e in events])
     for plain in (CARD, "6011-0000-0000-0004", str(PIN), API_KEY):
         assert plain not in dumped
-    assert events[-1].data["changes"] == {"card": "***"}
+    assert events[-2].data["changes"] == {"card": "***"}
     config = json.dumps(host.config())
     assert CARD not in config and '"const": "***"' in config
 
