@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -379,3 +381,47 @@ async def test_other_datasources_store_ciphertext_too(host: Host, tmp_path: Path
     assert host.sql("SELECT v.token, m.token FROM vaults v, memos m").rows == [("***", "***")]
     host.cache.clear("vaults")
     assert (await Vault.find(v.id)).token.reveal() == API_KEY
+
+
+KILLED_WRITER = """
+import asyncio, os, sys
+from microlib_kernel import Host, Model, Secret
+
+class Wallet(Model, endpoint="wallets"):
+    owner: str
+    card: Secret[str]
+
+async def main():
+    host = Host(sys.argv[1])
+    host.publish(Wallet)
+    for i in range(3):
+        await Wallet.create(owner=f"owner-control-value-{i}", card=sys.argv[2])
+    os._exit(0)  # killed: no checkpoint, the WAL stays behind
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_host_leaves_no_plaintext_in_its_wal(tmp_path: Path, key: str) -> None:
+    db = tmp_path / "killed.duckdb"
+    script = tmp_path / "writer.py"
+    script.write_text(KILLED_WRITER)
+    done = subprocess.run(
+        [sys.executable, str(script), f"duckdb:///{db}", CARD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    wal = db.with_name(db.name + ".wal")
+    assert wal.exists()
+    for path in (db, wal):
+        assert CARD.encode() not in path.read_bytes()
+    assert b"owner-control-value-1" in wal.read_bytes()  # the scan sees the rows
+    con = duckdb.connect(str(db))  # replays the WAL
+    try:
+        cards = [r[0] for r in con.execute("SELECT card FROM wallets").fetchall()]
+    finally:
+        con.close()
+    assert len(cards) == 3 and all(c.startswith("mlsec1:") for c in cards)
