@@ -31,6 +31,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("sql_groupby", 300, 60),
     ("memory_rss", 300, 60),
     ("port_call", 300, 90),
+    ("secrets_cost", 300, 90),
 ]
 
 

@@ -105,6 +105,45 @@ def cmd_secret_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        choices=("rotate", "status"),
+        help="rotate: re-encrypt every secret with the newest key; status: count only",
+    )
+    p.add_argument(
+        "--datasource",
+        default=None,
+        help="a DuckDB datasource URL (default: MICROLIB_DATASOURCE or the settings)",
+    )
+
+
+@subcommand("secrets", "re-encrypt Secret fields with the newest MICROLIB_SECRET_KEY key")
+@arguments(_secrets_args)
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """``microlib secrets rotate|status``: offline, on a DuckDB file no host holds.
+
+    ``MICROLIB_SECRET_KEY`` lists the keys newest first (``NEW,OLD``); ``rotate``
+    re-encrypts every value sealed with an older key in one transaction. Exit code 1
+    if some value opens with no key (it is left as it is).
+    """
+    from .config import Settings
+    from .host.secret_keeper import rotate_datasource
+
+    settings = Settings.load()
+    url = args.datasource or settings.datasource
+    report = rotate_datasource(url, settings, dry_run=args.action == "status")
+    print(report)
+    if not report.ok:
+        print(
+            "some values open with no key in MICROLIB_SECRET_KEY: keep the key they were "
+            "encrypted with in the list",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="microlib",

@@ -47,6 +47,7 @@ from .loop import HostLoop
 from .registry import ModelEntry, ModelVersion, VersionRegistry
 from .repository import Change, Repository
 from .runtime import VersionRuntime
+from .secret_keeper import SecretKeeper
 from .sql import SqlService
 from .tokens import load_or_create_token
 
@@ -114,6 +115,7 @@ class Host:
         self.adapters = AdapterRegistry()
         self.services = ServiceRegistry()
         self.commands = CommandRunner(self)
+        self.secrets = SecretKeeper(self)
         self.url: str | None = None
         self.server: Any = None
         self._datasources: dict[str, DataSource] = {}
@@ -265,11 +267,14 @@ class Host:
             )
             planned.append(mv)
         self.commands.check(planned)
+        self.secrets.check(planned)
+        self.relations.check(planned)
         prepared = []
         for mv in planned:
             store = await self._open(self.datasource_for(mv.spec.datasource))
             schema = table_schema(mv)
             await self._check_evolution(mv, store, schema)
+            await self.secrets.check_stored(mv, store)
             prepared.append((mv, store, schema))
         for mv, store, schema in prepared:
             await store.ensure_table(schema)
@@ -278,6 +283,7 @@ class Host:
                 repo = Repository(
                     schema.name, mv.name, store, self.cache, self.events, self._notify_change
                 )
+                repo.codec = self.secrets.codec(schema.name)
                 self._repos[schema.name] = repo
             repo.model = mv.name
             if mv.spec.has_migrate:
@@ -359,7 +365,7 @@ class Host:
         ops = []
         for record in await repo.store.records(repo.table):
             try:
-                new = migrate(dict(record))
+                new = migrate(repo.codec.stored_values(dict(record)))
                 if inspect.isawaitable(new):
                     new = await new
                 values = {k: v for k, v in dict(new).items() if k in mv.cls.model_fields}

@@ -58,10 +58,21 @@ class RecordCodec:
         """The values to validate ``cls`` from."""
         return record
 
+    def stored_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A stored record as a model's ``migrate(record)`` sees it (encrypted values opened)."""
+        return record
 
-def validation_failed(exc: ValidationError, what: str) -> ValidationFailed:
-    """A :class:`ValidationFailed` carrying pydantic's details as JSON."""
+
+def validation_failed(
+    exc: ValidationError, what: str, secret: Sequence[str] = ()
+) -> ValidationFailed:
+    """A :class:`ValidationFailed` carrying pydantic's details as JSON.
+
+    The input of a ``secret`` field is masked: an error must not echo a secret.
+    """
     errors = json.loads(exc.json(include_url=False))
+    if secret:
+        _mask_inputs(errors, set(secret))
     first = errors[0] if errors else {}
     loc = ".".join(str(p) for p in first.get("loc", ())) or what
     return ValidationFailed(
@@ -69,6 +80,17 @@ def validation_failed(exc: ValidationError, what: str) -> ValidationFailed:
         + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
         errors=errors,
     )
+
+
+def _mask_inputs(errors: list[dict[str, Any]], secret: set[str]) -> None:
+    for error in errors:
+        loc = error.get("loc") or []
+        if loc and loc[0] in secret:
+            error["input"] = "***"
+        elif not loc and isinstance(error.get("input"), dict):
+            error["input"] = {
+                k: "***" if k in secret and v is not None else v for k, v in error["input"].items()
+            }
 
 
 class _Locks:
@@ -248,7 +270,7 @@ class Repository:
         try:
             return mv.cls.model_validate(values)
         except ValidationError as exc:
-            raise validation_failed(exc, self.model) from None
+            raise validation_failed(exc, self.model, mv.spec.secret_fields) from None
 
     async def create(
         self, mv: ModelVersion, data: dict[str, Any], *, id: str | None = None
@@ -437,7 +459,7 @@ class Repository:
         try:
             return mv.cls.model_validate(values)
         except ValidationError as exc:
-            raise validation_failed(exc, f"{self.model} update") from None
+            raise validation_failed(exc, f"{self.model} update", mv.spec.secret_fields) from None
 
     async def delete(self, mv: ModelVersion, id: str) -> Model:
         """Delete ``id`` (``on_delete`` may veto); returns the deleted state.
@@ -462,6 +484,26 @@ class Repository:
         self._emit("deleted", current, current.to_json)
         self._changed(id, None)
         return current
+
+    async def reseal(self, id: str, transform: Callable[[dict[str, Any]], Any]) -> bool:
+        """Rewrite how ``id`` is stored, not what it holds (a key rotation re-encrypting).
+
+        ``transform(record)`` returns the new record, or ``None`` to leave it. Runs under
+        the id's lock, so no write is lost; the revision, the cache and the events stay
+        as they are (the instance's values do not change). Returns whether it wrote.
+        """
+        async with self._locks.hold(id):
+            record = await self.store.get(self.table, id)
+            if record is None:
+                return False
+            new = transform(dict(record))
+            if new is None:
+                return False
+            await self.store.write(
+                WriteOp("upsert", self.table, id, new, expect_revision=record.get("revision"))
+            )
+        self._changed(id, new)
+        return True
 
     def forget(self, id: str) -> None:
         """Drop a cached copy (another process changed it)."""
