@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain.types import ValueType
-from ..errors import DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
+from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .duckdb_types import encoder, param_expr, quote, sql_type
 from .filelock import WriterLock
@@ -69,6 +69,7 @@ class DuckDBStore(DataSource):
         self._cursors: list[Any] = []
         self._cursor_lock = threading.Lock()
         self._types: dict[str, dict[str, ValueType]] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._engine: DuckDBSqlEngine | None = None
         self._closed = False
         self.commits = 0  # transactions committed (for benchmarks and tests)
@@ -209,14 +210,18 @@ class DuckDBStore(DataSource):
         final: dict[tuple[str, str], WriteOp] = {}
         for op in ops:
             final[(op.table, op.id)] = op  # the last write per id wins
-        tables: dict[str, tuple[list[str], dict[tuple[str, ...], list[dict[str, Any]]]]] = {}
+        Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
+        tables: dict[str, tuple[list[str], Groups]] = {}
         for (table, rid), op in final.items():
             deletes, upserts = tables.setdefault(table, ([], {}))
             if op.kind == "delete":
                 deletes.append(rid)
             else:
                 assert op.record is not None
-                upserts.setdefault(tuple(op.record), []).append(op.record)
+                # A create (expect_revision 0) needs no conflict handling: a plain
+                # INSERT is markedly cheaper than INSERT ... ON CONFLICT.
+                key = (op.expect_revision == 0, tuple(op.record))
+                upserts.setdefault(key, []).append(op.record)
         cur.execute("BEGIN")
         for table, (deletes, groups) in tables.items():
             if deletes:
@@ -224,31 +229,39 @@ class DuckDBStore(DataSource):
                     f"DELETE FROM {quote(table)} WHERE id IN (SELECT unnest($1::VARCHAR[]))",
                     [deletes],
                 )
-            for columns, records in groups.items():
-                self._upsert(cur, table, columns, records)
+            for (insert_only, columns), records in groups.items():
+                self._upsert(cur, table, columns, records, insert_only)
             self._bump(table)
         cur.execute("COMMIT")
         self.commits += 1
 
     def _upsert(
-        self, cur: Any, table: str, columns: tuple[str, ...], records: list[dict[str, Any]]
+        self,
+        cur: Any,
+        table: str,
+        columns: tuple[str, ...],
+        records: list[dict[str, Any]],
+        insert_only: bool = False,
     ) -> None:
         types = self._types.get(table)
         if types is None:
             raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
         cols = [c for c in columns if c in types]
-        exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
         params = []
         for c in cols:
             enc = encoder(types[c])
             params.append([enc(r.get(c)) for r in records])
-        names = ", ".join(quote(c) for c in cols)
-        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
-        cur.execute(
-            f"INSERT INTO {quote(table)} ({names}) SELECT {exprs} "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}",
-            params,
-        )
+        key = (table, tuple(cols), insert_only)
+        sql = self._statements.get(key)
+        if sql is None:
+            exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
+            names = ", ".join(quote(c) for c in cols)
+            sql = f"INSERT INTO {quote(table)} ({names}) SELECT {exprs}"
+            if not insert_only:
+                updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
+                sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
+            self._statements[key] = sql
+        cur.execute(sql, params)
 
     async def write(self, op: WriteOp) -> None:
         loop = asyncio.get_running_loop()
@@ -315,6 +328,7 @@ class DuckDBStore(DataSource):
                 altered.append(col.name)
         cur.execute("COMMIT")
         types.update({c.name: c.type for c in schema.columns})
+        self._statements.clear()  # column types may have changed
         for col_name, have_type in existing.items():
             types.setdefault(col_name, _guess(have_type))
         return SchemaChange(added=tuple(added), altered=tuple(altered))
@@ -464,6 +478,10 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
     where = f"{op.table}/{op.id}" if op else "write"
     if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
         return ValidationFailed(f"cannot store {where}: {exc}")
+    if isinstance(exc, duckdb.ConstraintException):
+        return Conflict(
+            f"cannot store {where}: it already exists ({exc})", id=op.id if op else None
+        )
     if isinstance(exc, DatasourceError):
         return exc
     return DatasourceError(f"cannot store {where}: {exc}")
