@@ -221,7 +221,12 @@ class Host:
         return published
 
     async def _publish(
-        self, obj: type[Model] | str, *, kind: str, name: str | None, version: str | None
+        self,
+        obj: type[Model] | Sequence[type[Model]] | str,
+        *,
+        kind: str,
+        name: str | None,
+        version: str | None,
     ) -> list[Published]:
         if kind not in KINDS:
             raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")

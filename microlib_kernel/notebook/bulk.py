@@ -31,7 +31,7 @@ def rows_of(value: Any) -> list[dict[str, Any]]:
         bad = next((i for i, r in enumerate(rows) if not isinstance(r, Mapping)), None)
         if bad is None:
             return [dict(r) for r in rows]
-        raise UsageError(f"row {bad} is a {type(rows[bad]).__name__}, not a dict")
+        raise UsageError(f"row {bad} is not a dict ({type(rows[bad]).__name__})")
     raise UsageError(
         f"cannot load a {type(value).__name__}: give a list of dicts, a DataFrame or a SqlResult"
     )
@@ -48,13 +48,12 @@ def bulk_load(host: Any, model: str, rows: list[dict[str, Any]], batch: int) -> 
             before it (earlier batches stay committed).
     """
     cls = host.model(model)
-    runtime = cls.__microlib_runtime__
     loaded = 0
     with Progress(len(rows), f"loading {cls.__name__}") as progress:
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
             try:
-                host.loop.run(runtime.create_many(chunk))
+                host.loop.run(cls.create_many(chunk))
             except MicrolibError as exc:
                 raise MicrolibError(
                     f"rows {start}-{start + len(chunk) - 1} refused ({exc.message}); "

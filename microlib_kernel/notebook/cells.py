@@ -147,11 +147,12 @@ def service_bound(run: CellRun, name: str) -> Any:
     )
 
 
-def run_module(shell: Any, name: str, source: str) -> types.ModuleType | None:
-    """Run a module cell as ``microlib_modules.NAME``; ``None`` if it raised.
+def run_module(shell: Any, name: str, source: str) -> types.ModuleType:
+    """Run a module cell as ``microlib_modules.NAME`` and make it importable.
 
-    On an error the traceback is shown (it is the user's code) and the module that was
-    importable before, if any, stays importable.
+    Raises:
+        UsageError: the cell raised. Its traceback is shown first (it is the user's
+            code), and the module that was importable before, if any, stays so.
     """
     pkg = modules_package()
     mod_name = f"{MODULES_PACKAGE}.{name}"
@@ -163,13 +164,18 @@ def run_module(shell: Any, name: str, source: str) -> types.ModuleType | None:
     sys.modules[mod_name] = module
     try:
         exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)
-    except Exception:
+    except Exception as exc:
         if previous is not None:
             sys.modules[mod_name] = previous
         else:
             sys.modules.pop(mod_name, None)
-        shell.showtraceback(tb_offset=1)  # from the cell's first frame, not this one
-        return None
+        # From the cell's first frame on: this function's frame is not the user's code.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        shell.showtraceback((type(exc), exc, tb), tb_offset=0)
+        kept = "; the earlier version stays importable" if previous is not None else ""
+        raise UsageError(
+            f"module {name} not installed: the cell raised {type(exc).__name__}{kept}"
+        ) from None
     setattr(pkg, name, module)
     return module
 

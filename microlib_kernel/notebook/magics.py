@@ -183,6 +183,7 @@ def _adapter(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
         raise UsageError("the cell defines no function; nothing bound")
     for fname, fn in functions.items():
         m.host.adapters.register(f"{name}.{fname}", fn)
+    m.session.record("adapter", [f"{name}.{f}" for f in functions])
     bound = ", ".join(f"{name}.{f}" for f in functions)
     display(Message(f"adapters bound: {bound} (ports look them up at call time)"))
 
@@ -198,6 +199,7 @@ def _service(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
         raise UsageError(f"nothing registered: the cell raised {run.failure()}")
     obj = cells.service_bound(run, name)
     m.host.services.register(name, obj)
+    m.session.record("service", [name])
     m.user_ns[name] = obj
     display(Message(f"service {name} registered: {type(obj).__name__} (injected as {name}=)"))
 
@@ -209,9 +211,8 @@ def _module(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> No
     """Install the cell as shared helper code, importable as microlib_modules.NAME."""
     name = _identifier(args.name, "module")
     module = cells.run_module(m.shell, name, cell or "")
-    if module is None:
-        raise UsageError(f"module {name} not installed: the cell raised")
     m.user_ns[name] = module
+    m.session.record("module", [name])
     display(Message(f"module microlib_modules.{name} installed (also bound as {name})"))
 
 

@@ -7,6 +7,7 @@ free port, the one-line banner, the dashboards to stop at unload -- lives here.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
 import socket
@@ -18,6 +19,9 @@ from ..errors import MicrolibError
 
 if TYPE_CHECKING:
     from ..host import Host, Published
+
+#: How notebook publishes are signed in the deployment log (``GET /deploy``).
+WHO = "notebook"
 
 #: How many ports after the configured one the first publish tries before giving up.
 PORT_ATTEMPTS = 20
@@ -126,7 +130,18 @@ class NotebookSession:
 
     def publish_models(self, classes: list[type[Any]], version: str | None) -> list[Published]:
         """Publish model classes together: all of them, or none."""
-        return self.host.publish(classes, version=version)
+        return self.host.loop.run(self.host.publish_async(classes, version=version, who=WHO))
+
+    def record(self, kind: str, names: list[str]) -> None:
+        """Log an adapter, service or module cell in the host's deployment log."""
+        from ..host.deploy import Deployment
+
+        entry = Deployment(dt.datetime.now(dt.UTC), kind, names, [None] * len(names), WHO)
+
+        async def append() -> None:
+            self.host.deployments.append(entry)
+
+        self.host.loop.run(append())
 
     # -- what the host holds (read on its loop, where its state lives) ------------------
 
