@@ -169,7 +169,8 @@ def test_only_classes_the_cell_defines_are_published(
     assert message == "the cell defines no Model subclass; nothing published"
     cell = (
         "%%microlib model\n"
-        "from tests.models import Address\n"  # imported: not this cell's
+        "from tests.models import make_models\n"
+        "Theirs, _ = make_models()\n"  # defined in another module: not this cell's
         "class _Base(Model, endpoint='bases'):\n"  # private: a shared base, not a model
         "    pass\n"
     )
