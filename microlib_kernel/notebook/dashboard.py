@@ -118,7 +118,9 @@ class Dashboard:
     # -- display and lifecycle ----------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = repr(self)  # what papermill and terminals keep
+        return bundle
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "live"
