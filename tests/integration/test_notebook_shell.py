@@ -6,6 +6,7 @@ process; ``test_notebook_kernel.py`` covers the same paths in real kernels.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,3 +361,22 @@ def test_unload_closes_the_host_and_reload_reopens_the_same_datasource(
         assert second.closed and ip.find_line_magic("microlib") is None
         assert ip.find_cell_magic("microlib") is None
     Host(f"duckdb:///{db}").close()  # nobody holds the file any more
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("microlib_kernel.notebook.diagram") is None,
+    reason="needs microlib_kernel.notebook.diagram (issue of the ports branch)",
+)
+def test_diagram_draws_the_port_flow(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cell = ORDER.replace(
+        "from microlib_kernel import Model", "from microlib_kernel import Model, port"
+    )
+    cell += (
+        '    pay = port("payments.authorize", consumes="order.approved", produces="order.paid",'
+        ' undo="payments.cancel")\n'
+    )
+    ok(ip, cell)
+    svg = ok(ip, "%microlib diagram order").result
+    assert svg.data.startswith("<svg") and "payments.authorize" in svg.data
+    assert "order.paid" in svg.data and "payments.cancel" in svg.data
+    assert "no model named 'Nope'" in usage_error(ip, "%microlib diagram Nope", capsys)

@@ -18,6 +18,7 @@ from microlib_kernel.notebook.cells import (
     top_level_definitions,
 )
 from microlib_kernel.notebook.dashboard import render_feed, render_models
+from microlib_kernel.notebook.displays import FieldInfo as Field
 from microlib_kernel.notebook.displays import (
     Message,
     Progress,
@@ -26,7 +27,6 @@ from microlib_kernel.notebook.displays import (
     Table,
     annotation_text,
 )
-from microlib_kernel.notebook.displays import FieldInfo as Field
 from microlib_kernel.notebook.kernelspec import kernel_json
 from microlib_kernel.notebook.session import NotebookSession, ServeOutcome
 from microlib_kernel.store.sql import SqlResult
