@@ -83,6 +83,19 @@ class Table:
 
 
 @dataclass
+class Report:
+    """Several tables shown together (``%microlib status``)."""
+
+    parts: list[Table]
+
+    def _repr_html_(self) -> str:
+        return "".join(p._repr_html_() for p in self.parts)
+
+    def __repr__(self) -> str:
+        return "\n\n".join(repr(p) for p in self.parts)
+
+
+@dataclass
 class Message:
     """One line of text (with links in HTML)."""
 
@@ -289,3 +302,20 @@ def published_models(
             )
         )
     return out
+
+
+def port_row(p: dict[str, Any]) -> list[Cell]:
+    """A row of the ports table of ``%microlib status`` from a ``host.ports.report()`` item."""
+    breaker = p.get("breaker") or {}
+    state = "; ".join(p.get("problems") or []) or ("disabled" if p.get("disabled") else "ok")
+    if breaker.get("state") not in (None, "closed"):
+        state += f" (breaker {breaker['state']})"
+    if p.get("last_error"):
+        state += f"; last error: {p['last_error']}"
+    return [p["model"], p["port"], p["adapter"], state]
+
+
+def short(data: Any, width: int = 80) -> str:
+    """``data`` as text, cut to ``width`` characters."""
+    text = "" if data is None else str(data)
+    return text if len(text) <= width else text[: width - 1] + "…"

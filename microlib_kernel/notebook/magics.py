@@ -21,7 +21,15 @@ from IPython.display import display
 
 from ..errors import MicrolibError
 from . import cells
-from .displays import Message, PublishedDisplay, Table, published_models
+from .displays import (
+    Message,
+    PublishedDisplay,
+    Report,
+    Table,
+    port_row,
+    published_models,
+    short,
+)
 
 if TYPE_CHECKING:
     from .session import NotebookSession
@@ -250,13 +258,17 @@ def _model_rows(m: MicrolibMagics, *, routes: bool) -> list[list[Any]]:
 
 @subcommand("status")
 @magic_arguments()
-def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Table:
+def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Report:
     """Host URL, datasource, and each model with its version, count and endpoint."""
     api = m.host.api_url or "not serving (%microlib serve)"
     title = f"microlib host · {m.host.datasource.describe()} · API {api}"
     rows = _model_rows(m, routes=False)
     note = "" if rows else "no model published yet: define one in a %%microlib model cell"
-    return Table(title, ["model", "version", "count", "endpoint"], rows, note)
+    parts = [Table(title, ["model", "version", "count", "endpoint"], rows, note)]
+    ports = [port_row(p) for p in m.session.ports_report()]
+    if ports:
+        parts.append(Table("ports", ["model", "port", "adapter", "state"], ports))
+    return Report(parts)
 
 
 @subcommand("models")
@@ -335,15 +347,10 @@ def _events(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Ta
         raise UsageError("-n must be at least 1")
     events = m.session.recent_events(args.pattern, args.n)
     rows: list[list[Any]] = [
-        [e.time.strftime("%H:%M:%S.%f")[:-3], e.name, e.model_id or "", _short(e.data)]
+        [e.time.strftime("%H:%M:%S.%f")[:-3], e.name, e.model_id or "", short(e.data)]
         for e in events
     ]
     return Table("", ["time", "event", "id", "data"], rows, "" if rows else "no events yet")
-
-
-def _short(data: Any, width: int = 80) -> str:
-    text = "" if data is None else str(data)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @subcommand("load")

@@ -40,7 +40,8 @@ class ServeOutcome:
             return f"already serving at {self.url}"
         if self.busy:
             ports = ", ".join(str(p) for p in self.busy)
-            return f"port {ports} busy: serving at {self.url} instead"
+            plural = "s" if len(self.busy) > 1 else ""
+            return f"port{plural} {ports} busy: serving at {self.url} instead"
         return f"serving at {self.url}"
 
 
@@ -160,6 +161,20 @@ class NotebookSession:
                 item["count"] = None
             out.append(item)
         return out
+
+    def ports_report(self) -> list[dict[str, Any]]:
+        """Every port of the active versions and what keeps it from running (if anything).
+
+        Empty when the host's port runner has no report (a build without ports).
+        """
+        report = getattr(self.host.ports, "report", None)
+        if report is None:
+            return []
+
+        async def rows() -> list[dict[str, Any]]:
+            return list(report())
+
+        return self.host.loop.run(rows())
 
     def recent_events(self, pattern: str | None, n: int) -> list[Any]:
         """The last ``n`` events matching ``pattern`` (oldest first)."""

@@ -367,7 +367,7 @@ def test_unload_closes_the_host_and_reload_reopens_the_same_datasource(
     importlib.util.find_spec("microlib_kernel.notebook.diagram") is None,
     reason="needs microlib_kernel.notebook.diagram (issue of the ports branch)",
 )
-def test_diagram_draws_the_port_flow(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ports_show_in_diagram_and_status(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     cell = ORDER.replace(
         "from microlib_kernel import Model", "from microlib_kernel import Model, port"
     )
@@ -380,3 +380,8 @@ def test_diagram_draws_the_port_flow(ip: Any, capsys: pytest.CaptureFixture[str]
     assert svg.data.startswith("<svg") and "payments.authorize" in svg.data
     assert "order.paid" in svg.data and "payments.cancel" in svg.data
     assert "no model named 'Nope'" in usage_error(ip, "%microlib diagram Nope", capsys)
+    status = repr(ok(ip, "%microlib status").result)
+    assert "ports\nmodel  port  adapter" in status
+    assert "adapter payments.authorize is not registered" in status
+    ok(ip, "%%microlib adapter payments\ndef authorize(o):\n    pass\ndef cancel(o):\n    pass\n")
+    assert "Order  pay   payments.authorize  ok" in repr(ok(ip, "%microlib status").result)
