@@ -144,7 +144,7 @@ class PublishedDisplay:
     def _repr_html_(self) -> str:
         parts = []
         for m in self.models:
-            link = _cell_html((f"/{m.endpoint}", m.url)) if m.url else f"/{html.escape(m.endpoint)}"
+            link = _cell_html((m.url, m.url)) if m.url else f"/{html.escape(m.endpoint)}"
             fields = html_table(
                 ["field", "type", "default"],
                 [[f.name, f.type, "required" if f.required else f.default] for f in m.fields],
@@ -156,7 +156,8 @@ class PublishedDisplay:
             )
             parts.append(
                 f"<div><b>{html.escape(m.name)}</b> {html.escape(m.version)} → {link}"
-                f"<details><summary><small>{len(m.fields)} field(s)</small></summary>{fields}"
+                f"<details{' open' if len(m.fields) <= 8 else ''}>"
+                f"<summary><small>{len(m.fields)} field(s)</small></summary>{fields}"
                 f"</details>{extra}</div>"
             )
         if self.docs_url:
