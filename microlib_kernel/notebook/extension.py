@@ -10,6 +10,9 @@ datasource.
 
 from __future__ import annotations
 
+import atexit
+import threading
+import weakref
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -46,6 +49,30 @@ def current_host() -> Any:
     return session.host
 
 
+def close_at_exit(session: NotebookSession) -> None:
+    """Close ``session`` when the kernel exits without unloading the extension.
+
+    The host must close while thread pools still take work (DuckDB's close uses one),
+    so this runs among ``threading``'s exit hooks, which come before the pools shut
+    down and before ``atexit`` handlers. Only a weak reference is kept: an unloaded
+    session is not kept alive for the exit.
+    """
+    ref = weakref.ref(session)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.close()
+
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading exit hooks")
+        register(close)
+    except RuntimeError:
+        atexit.register(close)
+
+
 def load_ipython_extension(ip: Any) -> None:
     """Create the in-kernel host, register ``%microlib`` and print one line about it."""
     if session_of(ip) is not None:
@@ -56,6 +83,7 @@ def load_ipython_extension(ip: Any) -> None:
         raise UsageError(f"microlib: {exc.message}") from None
     setattr(ip, _CWD_ATTR, session.settings.cwd)
     ip.register_magics(MicrolibMagics(ip, session))
+    close_at_exit(session)
     print(session.banner())
 
 

@@ -166,7 +166,7 @@ def _model(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Non
     note = ""
     try:
         outcome = m.session.serve_after_publish()
-        note = outcome.message() if outcome and outcome.busy else ""
+        note = f"API {outcome.message()}" if outcome else ""
     except MicrolibError as exc:
         note = f"published, but the API did not start: {exc.message}"
     urls = {p.endpoint: m.session.endpoint_url(p.endpoint) for p in published if p.endpoint}

@@ -99,6 +99,21 @@ def microlib_state():
     assert "Order  1.0.0" in kernel.ok("%microlib status").text()
 
 
+def test_a_kernel_shut_down_without_unloading_closes_its_host(tmp_path: Path) -> None:
+    k = Kernel(tmp_path)
+    try:
+        k.ok("%load_ext microlib_kernel")
+        k.ok(ORDER)
+        k.ok("await Order.create(items=[{}])")
+        lock = tmp_path / ".microlib" / "microlib.duckdb.lock"
+        assert lock.read_text().startswith(k.value("__import__('os').getpid()"))
+    finally:
+        k.kc.stop_channels()
+        k.km.shutdown_kernel(now=False)  # a polite shutdown, as JupyterLab asks for it
+    assert lock.read_text() == ""  # released by the host's close at exit
+    assert not (tmp_path / ".microlib" / "microlib.duckdb.wal").exists()  # checkpointed
+
+
 def test_dashboard_updates_while_a_cell_runs(kernel: Kernel) -> None:
     kernel.ok("%load_ext microlib_kernel")
     kernel.ok(ORDER)
