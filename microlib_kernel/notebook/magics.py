@@ -21,15 +21,7 @@ from IPython.display import display
 
 from ..errors import MicrolibError
 from . import cells
-from .displays import (
-    Message,
-    PublishedDisplay,
-    Report,
-    Table,
-    port_row,
-    published_models,
-    short,
-)
+from .displays import Message, Report, Table, port_row, short
 
 if TYPE_CHECKING:
     from .session import NotebookSession
@@ -163,18 +155,7 @@ def _model(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Non
     except MicrolibError as exc:
         run.restore(classes)
         raise _nothing(exc.message, serving) from None
-    note = ""
-    try:
-        outcome = m.session.serve_after_publish()
-        note = f"API {outcome.message()}" if outcome else ""
-    except MicrolibError as exc:
-        note = f"published, but the API did not start: {exc.message}"
-    urls = {p.endpoint: m.session.endpoint_url(p.endpoint) for p in published if p.endpoint}
-    docs = f"{m.host.api_url}/openapi.json" if m.host.api_url else None
-    if not m.host.url and not note:
-        note = "API not serving (MICROLIB_SERVE=0): %microlib serve starts it"
-    models = published_models(published, list(classes.values()), urls)
-    display(PublishedDisplay(models, docs, note))
+    display(m.session.after_publish(published, list(classes.values())))
 
 
 @subcommand("adapter", cell=True)

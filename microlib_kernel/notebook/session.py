@@ -133,6 +133,23 @@ class NotebookSession:
         """Publish model classes together: all of them, or none."""
         return self.host.loop.run(self.host.publish_async(classes, version=version, who=WHO))
 
+    def after_publish(self, published: list[Published], classes: list[type[Any]]) -> Any:
+        """Serve if this was the first publish; a display of what was published."""
+        from .displays import PublishedDisplay, published_models
+
+        note = ""
+        try:
+            outcome = self.serve_after_publish()
+            note = f"API {outcome.message()}" if outcome else ""
+        except MicrolibError as exc:
+            note = f"published, but the API did not start: {exc.message}"
+        if self.host.url is None and not note:
+            note = "API not serving (MICROLIB_SERVE=0): %microlib serve starts it"
+        urls = {p.endpoint: self.endpoint_url(p.endpoint) for p in published if p.endpoint}
+        api = self.host.api_url
+        docs = f"{api}/openapi.json" if api else None
+        return PublishedDisplay(published_models(published, classes, urls), docs, note)
+
     def record(self, kind: str, names: list[str]) -> None:
         """Log an adapter, service or module cell in the host's deployment log."""
         from ..host.deploy import Deployment
