@@ -144,6 +144,37 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kernel_args(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        help='install the "MicroLib (Python 3)" kernel spec (loads the extension on start)',
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for the current user (the default)")
+    where.add_argument(
+        "--sys-prefix", action="store_true", help="into this Python environment (sys.prefix)"
+    )
+    where.add_argument("--prefix", metavar="P", help="under P/share/jupyter/kernels")
+    install.add_argument("--name", default="microlib", help="kernel name (default: %(default)s)")
+    install.add_argument(
+        "--display-name", default="MicroLib (Python 3)", help="name shown in the kernel menu"
+    )
+
+
+@subcommand("kernel", "install the MicroLib Jupyter kernel spec")
+@arguments(_kernel_args)
+def cmd_kernel(args: argparse.Namespace) -> int:
+    from .notebook.kernelspec import install_kernel_spec
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    path = install_kernel_spec(
+        user=prefix is None, prefix=prefix, name=args.name, display_name=args.display_name
+    )
+    print(f"installed kernel spec {args.name} ({args.display_name}) in {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="microlib",

@@ -19,7 +19,7 @@ import collections
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -170,7 +170,7 @@ class Host:
 
     def publish(
         self,
-        obj: type[Model] | str,
+        obj: type[Model] | Sequence[type[Model]] | str,
         *,
         kind: str = "model",
         name: str | None = None,
@@ -179,7 +179,8 @@ class Host:
         """Publish a model class, or source text of any kind.
 
         Args:
-            obj: a ``Model`` subclass, or source text.
+            obj: a ``Model`` subclass, several (published together: all or none), or
+                source text.
             kind: ``model``, ``adapter``, ``service`` or ``module`` (for source text).
             name: required for adapters, services and modules.
             version: pin the version of every model published (default: next patch).
@@ -195,7 +196,7 @@ class Host:
 
     async def publish_async(
         self,
-        obj: type[Model] | str,
+        obj: type[Model] | Sequence[type[Model]] | str,
         *,
         kind: str = "model",
         name: str | None = None,
@@ -220,14 +221,23 @@ class Host:
         return published
 
     async def _publish(
-        self, obj: type[Model] | str, *, kind: str, name: str | None, version: str | None
+        self,
+        obj: type[Model] | Sequence[type[Model]] | str,
+        *,
+        kind: str,
+        name: str | None,
+        version: str | None,
     ) -> list[Published]:
         if kind not in KINDS:
             raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if isinstance(obj, type) and issubclass(obj, Model):
             return await self._publish_models([obj], version, None)
+        if isinstance(obj, list | tuple) and obj and all(_is_model_class(c) for c in obj):
+            return await self._publish_models(list(obj), version, None)
         if not isinstance(obj, str):
-            raise DeployRefused(f"publish takes a Model subclass or source text, got {obj!r}")
+            raise DeployRefused(
+                f"publish takes a Model subclass, a list of them, or source text, got {obj!r}"
+            )
         if kind != "model" and not (isinstance(name, str) and name.isidentifier()):
             raise DeployRefused(f"publishing a {kind} needs a name that is a Python identifier")
         if kind == "model":
@@ -596,6 +606,10 @@ class Host:
     def api_url(self) -> str | None:
         """The API base URL (``url`` + ``api_root``) once serving."""
         return f"{self.url}{self.settings.api_root}" if self.url else None
+
+
+def _is_model_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Model)
 
 
 def _invalid_values(annotation: Any, name: str, records: list[dict[str, Any]]) -> list[str]:
