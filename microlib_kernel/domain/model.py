@@ -269,7 +269,8 @@ class Model(BaseModel):
 
 
 def default_endpoint(class_name: str) -> str:
-    """``OrderItem`` -> ``order_items``."""
+    """``OrderItem`` -> ``order_items``; leading underscores go (``_Base`` -> ``bases``)."""
+    class_name = class_name.lstrip("_") or "model"
     out = []
     for i, ch in enumerate(class_name):
         if ch.isupper() and i and not class_name[i - 1].isupper():

@@ -249,7 +249,7 @@ class Host:
         assert name is not None
         if kind == "adapter":
             module = run_source(obj, kind="adapter", name=name)
-            bound = self.adapters.register_module(name, vars(module))
+            bound = self.adapters.register_module(name, vars(module), module.__name__)
             if not bound:
                 raise DeployRefused(f"adapter source {name} defines no function")
         elif kind == "service":

@@ -121,7 +121,9 @@ class DuckDBStore(DataSource):
         self._closed = True
         self._queue.put(_STOP)
         if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
+            # A plain join, not to_thread: close() must also work from atexit handlers,
+            # when the default executor is already gone. The writer drains quickly.
+            self._writer.join()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         if self._engine is not None:

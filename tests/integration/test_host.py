@@ -488,3 +488,31 @@ async def test_async_hooks_and_missing_required_fields(host: Host) -> None:
     assert t.title == "leak (closed)"
     await t.delete()
     assert await Ticket.count() == 0
+
+
+def test_adapter_sources_bind_only_their_own_functions(tmp_path: Path) -> None:
+    h = Host("memory://")
+    try:
+        h.publish(
+            "from json import dumps\n\ndef authorize(order):\n    return None\n",
+            kind="adapter",
+            name="payments",
+        )
+        assert list(h.adapters) == ["payments.authorize"]
+    finally:
+        h.close()
+
+
+def test_close_works_from_atexit_like_shutdown(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit\n"
+        "from microlib_kernel import Host\n"
+        "h = Host('duckdb:///x.duckdb')\n"
+        "atexit.register(h.close)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)
+    assert (tmp_path / "x.duckdb.lock").read_text() == ""  # released: the holder line is gone
+    Host("duckdb:///x.duckdb").close()
