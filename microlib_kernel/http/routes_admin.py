@@ -105,13 +105,13 @@ class AdminRoutes:
             # events published after this line reach it.
             yield f": subscribed to {pattern.replace(chr(10), ' ')}\n\n".encode()
             stop = asyncio.ensure_future(self.stopping.wait())
+            nxt: asyncio.Future[Event | None] | None = None
             dropped = 0
             try:
                 while not stop.done():
                     nxt = asyncio.ensure_future(stream.next(self.keepalive))
                     await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
                     if not nxt.done():
-                        nxt.cancel()
                         break
                     event = nxt.result()
                     if stream.dropped != dropped:
@@ -119,7 +119,11 @@ class AdminRoutes:
                         dropped = stream.dropped
                     yield b": keep-alive\n\n" if event is None else sse_frame(event)
             finally:
+                # Whether the client left (the generator is cancelled) or the server
+                # stops, no waiter may outlive the stream.
                 stop.cancel()
+                if nxt is not None:
+                    nxt.cancel()
 
     async def sql(self, request: Request) -> Response:
         """``POST /sql {"sql", "params"}``: read-only SQL -> ``{"columns", "rows"}``."""

@@ -174,6 +174,7 @@ class ModelRoutes:
         if field in filters and filters[field] != value:
             raise BadQuery(f"{field} is filtered on twice, with different values", field=field)
         parsed = parse_filters(mv.cls, {**filters, field: value})
+        # {"field": value, "total": n}; for a field named "total" the count wins.
         return {field: parsed[field], "total": await repo.count(parsed)}
 
     # -- one instance -------------------------------------------------------------------
