@@ -50,14 +50,22 @@ class Served:
     models: dict[str, type[Model]]
 
 
-def serve_host(tmp_path: Path, **settings: object) -> Served:
-    """A host on a DuckDB file with Order, Customer, Counter and Gadget, serving on port 0."""
-    base = Settings.load(cwd=tmp_path, datasource=f"duckdb:///{tmp_path}/api.duckdb")
-    host = Host(settings=base.replace(**settings))
+def serve_host(tmp_path: Path, *, broken: bool = True, **settings: object) -> Served:
+    """A host on a DuckDB file with Order, Customer, Counter and Gadget, serving on port 0.
+
+    Args:
+        tmp_path: where the database goes.
+        broken: publish Gadget, whose hook fails with a bug (500s on purpose).
+        settings: host settings (``body_limit``, ``auth_tokens``...).
+    """
+    base = Settings.load(
+        cwd=tmp_path, env={}, datasource=f"duckdb:///{tmp_path}/api.duckdb", **settings
+    )
+    host = Host(settings=base)
     order, customer = make_models()
     counter, gadget = make_counter(), make_broken()
     try:
-        for cls in (customer, order, counter, gadget):
+        for cls in (customer, order, counter, gadget) if broken else (customer, order, counter):
             host.publish(cls)
         url = host.serve(port=0)
     except BaseException:

@@ -262,7 +262,8 @@ class Repository:
 
         Args:
             id: the new instance's id. It is an idempotency key: if an instance with
-                this id exists, it is returned instead (a replay).
+                this id exists, it is returned instead (a replay; ``data`` must still
+                validate).
             fresh: ``id`` was just made with ``new_id()`` (the HTTP layer makes the id
                 first to pick the version that serves it): skip the replay lookup.
 
@@ -274,6 +275,9 @@ class Repository:
             await self._commit_new(instance)
             return instance, True
         check_id(id)
+        # A replay must be a valid create too: data that could not create is refused
+        # even when the key exists (the replay's answer would hide the mistake).
+        self._new(mv, data, id)
         async with self._locks.hold(id):
             existing = await self._load(mv, id)
             if existing is not None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 _NAME_RE = re.compile(r"[^A-Za-z0-9._-]")
 ID_PATTERN = _ID_RE.pattern
+IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]{1,18}"?)$'
 
 
 def fingerprint(host: Host) -> tuple[Any, ...]:
@@ -360,6 +361,8 @@ class _ModelPaths:
         ]
         orders = [x for f in props for x in (f, f"-{f}")]
         count_desc = '\'all\' -> {"total": n}; \'field:value\' -> {"field": value, "total": n}'
+        fields = "|".join(re.escape(f) for f in props)
+        count_schema = {"type": "string", "pattern": f"^(all|({fields}):.*)$" if props else "^all$"}
         paging = [
             _query("__limit", {"type": "integer", "minimum": 0}, "At most this many."),
             _query("__offset", {"type": "integer", "minimum": 0}, "Skip this many first."),
@@ -368,8 +371,8 @@ class _ModelPaths:
                 {"type": "string", "enum": orders},
                 "Order by a field, '-field' descending (several: comma-separated).",
             ),
-            _query("__count", {"type": "string"}, "Count instead of listing: " + count_desc),
-            _query("count", {"type": "string"}, "Same as __count (for Aegis clients)."),
+            _query("__count", count_schema, "Count instead of listing: " + count_desc),
+            _query("count", count_schema, "Same as __count (for Aegis clients)."),
         ]
         listing = {
             "anyOf": [{"type": "array", "items": self.model_ref}, ref("Count")],
@@ -451,7 +454,7 @@ class _ModelPaths:
                         "in": "header",
                         "required": False,
                         "description": "Refuse with 409 unless the revision is still this.",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
                     }
                 ],
                 ref(self.names["update"]),

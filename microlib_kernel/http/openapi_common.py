@@ -73,7 +73,11 @@ COMMON_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["sql"],
         "properties": {
-            "sql": {"type": "string", "description": "One read-only query (DuckDB dialect)"},
+            "sql": {
+                "type": "string",
+                "pattern": r"\S",
+                "description": "One read-only query (DuckDB dialect)",
+            },
             "params": {
                 "anyOf": [{"type": "object"}, {"type": "array"}, {"type": "null"}],
                 "description": "{name: value} for $name, or a list for ?",

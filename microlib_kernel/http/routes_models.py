@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.ids import check_id, new_id
 from ..domain.query import build_query, parse_filters
@@ -62,15 +63,39 @@ def _header_safe(text: str) -> str:
     return text.encode("ascii", "backslashreplace").decode().replace("\r", " ").replace("\n", " ")
 
 
-def _route(path: str, **handlers: Endpoint) -> Route:
-    """One route per path, so a 405 lists every method the path allows."""
+def _route(
+    path: str, allow: Callable[[Request], set[str]] | None = None, **handlers: Endpoint
+) -> Route:
+    """One route per path, answering 405 with exactly the methods allowed.
+
+    Args:
+        path: the path pattern.
+        allow: the methods allowed for a request's path (default: every handler's);
+            it narrows what a path with a variable name allows (a command is PATCH).
+        handlers: a handler per method.
+    """
     if "GET" in handlers:
         handlers["HEAD"] = handlers["GET"]
 
     async def endpoint(request: Request) -> Response:
-        return await handlers[request.method](request)
+        handler = handlers.get(request.method)
+        allowed = set(handlers) if allow is None else allow(request)
+        if handler is None or request.method not in allowed:
+            order = ("GET", "HEAD", "POST", "PATCH", "DELETE")
+            raise HTTPException(405, headers={"Allow": ", ".join(m for m in order if m in allowed)})
+        return await handler(request)
 
-    return Route(path, endpoint, methods=list(handlers))
+    # An ASGI app (not a function) makes Starlette route every method here, so
+    # endpoint() decides the 405 and its Allow header.
+    return Route(path, _AnyMethod(request_response(endpoint)))
+
+
+class _AnyMethod:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class ModelRoutes:
@@ -86,7 +111,7 @@ class ModelRoutes:
         return [
             _route(f"{base}/{{id}}", GET=self.get_one, PATCH=self.update, DELETE=self.delete),
             _route(base, GET=self.list, POST=self.create),
-            _route(f"{base}/{{id}}/{{name}}", GET=self.related, PATCH=self.command),
+            _route(f"{base}/{{id}}/{{name}}", self._allowed, GET=self.related, PATCH=self.command),
             _route(f"{base}/{{id}}/ports/{{port}}", POST=self.port),
         ]
 
@@ -223,12 +248,17 @@ class ModelRoutes:
 
     # -- relations, commands, ports ----------------------------------------------------------
 
-    def _wrong_method(self, mv: ModelVersion, name: str, request: Request) -> None:
-        """A command read as a relation (or the reverse) is a 405 naming the right method."""
-        if request.method == "GET" and name in mv.spec.commands and name not in mv.spec.relations:
-            raise HTTPException(405, headers={"Allow": "PATCH"})
-        if request.method == "PATCH" and name in mv.spec.relations and name not in mv.spec.commands:
-            raise HTTPException(405, headers={"Allow": "GET"})
+    def _allowed(self, request: Request) -> set[str]:
+        """``/{id}/{name}``: GET for a relation, PATCH for a command (both if both)."""
+        entry = self.host.registry.by_endpoint(request.path_params["endpoint"])
+        name = request.path_params["name"]
+        if entry is None or entry.active is None:
+            return {"GET", "HEAD", "PATCH"}
+        spec = entry.versions[entry.active].spec
+        allowed = {"GET", "HEAD"} if name in spec.relations else set()
+        if name in spec.commands:
+            allowed.add("PATCH")
+        return allowed or {"GET", "HEAD", "PATCH"}
 
     async def related(self, request: Request) -> Response:
         """``GET /models/{endpoint}/{id}/{relation}``: the related model(s)."""
@@ -236,7 +266,6 @@ class ModelRoutes:
         entry, repo = self._entry(request)
         id, name = request.path_params["id"], request.path_params["name"]
         mv = self._version(request, entry, id)
-        self._wrong_method(mv, name, request)
         instance = await repo.get(mv, id)
         found = await self.host.relations.lookup(mv, instance, name)
         headers = {} if found.reason is None else {REASON_HEADER: _header_safe(found.reason)}
@@ -248,7 +277,6 @@ class ModelRoutes:
         entry, repo = self._entry(request)
         id, name = request.path_params["id"], request.path_params["name"]
         mv = self._version(request, entry, id)
-        self._wrong_method(mv, name, request)
         kwargs = await read_object(request, self.limit, f"arguments of {name}", default={})
         instance = await repo.get(mv, id)
         result = await self.host.commands.run(mv, instance, name, kwargs, principal.roles)

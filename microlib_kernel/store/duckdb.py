@@ -457,7 +457,8 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
 
     where = f"{op.table}/{op.id}" if op else "write"
     if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
-        return ValidationFailed(f"cannot store {where}: {exc}")
+        # The first line says what is wrong; the rest quotes our SQL (users get a 400).
+        return ValidationFailed(f"cannot store {where}: {str(exc).strip().splitlines()[0]}")
     if isinstance(exc, DatasourceError):
         return exc
     return DatasourceError(f"cannot store {where}: {exc}")
