@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,13 +41,25 @@ def arguments(configure: Callable[[argparse.ArgumentParser], None]) -> Callable[
     return attach
 
 
+def _host_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--url", help="the host's URL (default: MICROLIB_URL, else http://127.0.0.1:8707)"
+    )
+    p.add_argument("--token", help="API token, when the host has auth on (default: MICROLIB_TOKEN)")
+
+
 def _sql_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("query", help="one read-only SQL query (tables are model endpoints)")
-    p.add_argument(
-        "--datasource",
-        default="duckdb:///.microlib/microlib.duckdb",
-        help="read a datasource directly (default: %(default)s)",
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--url", help="ask a running host (default: MICROLIB_URL, else http://127.0.0.1:8707)"
     )
+    where.add_argument(
+        "--datasource",
+        help="read a datasource directly instead, e.g. duckdb:///.microlib/microlib.duckdb "
+        "(no host may hold it open)",
+    )
+    p.add_argument("--token", help="API token, when the host has auth on (default: MICROLIB_TOKEN)")
     p.add_argument(
         "--param",
         "-p",
@@ -63,9 +76,54 @@ def _sql_args(p: argparse.ArgumentParser) -> None:
 @arguments(_sql_args)
 def cmd_sql(args: argparse.Namespace) -> int:
     params = {name: _json_or_text(value) for name, value in args.param} or None
-    result = _sql_on_datasource(args.datasource, args.query, params)
+    if args.datasource:
+        result = _sql_on_datasource(args.datasource, args.query, params)
+    else:
+        with _client(args) as client:
+            result = client.sql(args.query, params)
     _print_result(result, args.format)
     return 0
+
+
+def _models_args(p: argparse.ArgumentParser) -> None:
+    _host_args(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+@subcommand("models", "list the models a host publishes: versions, routes, endpoints")
+@arguments(_models_args)
+def cmd_models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        models = client.models()
+    if args.format == "json":
+        print(json.dumps(models, indent=2))
+        return 0
+    rows = [
+        (
+            m["name"],
+            m.get("active") or "-",
+            ", ".join(m.get("versions", [])),
+            " ".join(f"{v}={w:g}" for v, w in m.get("routes", {}).items()),
+            f"{client.url}{client.api_root}/models/{m['endpoint']}",
+        )
+        for m in models
+    ]
+    _print_table(("model", "active", "versions", "routes", "endpoint"), rows)
+    if not rows:
+        print(f"no models published on {client.url}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import HostClient
+
+    return HostClient(args.url, args.token or os.environ.get("MICROLIB_TOKEN"))
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    for line in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _sql_on_datasource(url: str, query: str, params: Any) -> Any:

@@ -118,6 +118,10 @@ class Host:
         self.secrets = SecretKeeper(self)
         self.url: str | None = None
         self.server: Any = None
+        # /health answers 503 while either is set: ``starting`` while a standalone host
+        # is still deploying its notebooks, ``draining`` while it shuts down.
+        self.starting = False
+        self.draining = False
         self._datasources: dict[str, DataSource] = {}
         self._repos: dict[str, Repository] = {}
         self._change_listeners: list[Callable[[Change], None]] = []

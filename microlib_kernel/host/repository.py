@@ -273,18 +273,33 @@ class Repository:
             raise validation_failed(exc, self.model, mv.spec.secret_fields) from None
 
     async def create(
-        self, mv: ModelVersion, data: dict[str, Any], *, id: str | None = None
+        self,
+        mv: ModelVersion,
+        data: dict[str, Any],
+        *,
+        id: str | None = None,
+        fresh: bool = False,
     ) -> tuple[Model, bool]:
         """Create an instance; with ``id`` (an idempotency key) a replay returns the first.
+
+        Args:
+            id: the new instance's id. It is an idempotency key: if an instance with
+                this id exists, it is returned instead (a replay; ``data`` must still
+                validate).
+            fresh: ``id`` was just made with ``new_id()`` (the HTTP layer makes the id
+                first to pick the version that serves it): skip the replay lookup.
 
         Returns:
             ``(instance, created)``; ``created`` is ``False`` for a replay.
         """
-        if id is None:
-            instance = self._new(mv, data, new_id())
+        if id is None or fresh:
+            instance = self._new(mv, data, new_id() if id is None else check_id(id))
             await self._commit_new(instance)
             return instance, True
         check_id(id)
+        # A replay must be a valid create too: data that could not create is refused
+        # even when the key exists (the replay's answer would hide the mistake).
+        self._new(mv, data, id)
         async with self._locks.hold(id):
             existing = await self._load(mv, id)
             if existing is not None:

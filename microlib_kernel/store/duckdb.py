@@ -479,10 +479,12 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
 
     where = f"{op.table}/{op.id}" if op else "write"
     if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
-        return ValidationFailed(f"cannot store {where}: {exc}")
+        # The first line says what is wrong; the rest quotes our SQL (users get a 400).
+        return ValidationFailed(f"cannot store {where}: {str(exc).strip().splitlines()[0]}")
     if isinstance(exc, duckdb.ConstraintException):
         return Conflict(
-            f"cannot store {where}: it already exists ({exc})", id=op.id if op else None
+            f"cannot store {where}: it already exists ({str(exc).strip().splitlines()[0]})",
+            id=op.id if op else None,
         )
     if isinstance(exc, DatasourceError):
         return exc

@@ -1,0 +1,111 @@
+"""JSON in and out: the one place request bodies are read and responses are encoded.
+
+Bodies are read with a size limit that is checked twice: against ``Content-Length``
+before reading, and by counting the bytes as they stream in (a client may lie about,
+or omit, the length). JSON is strict: ``NaN``/``Infinity`` are refused, so every model
+we store can be answered as valid JSON again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import to_json, to_jsonable_python
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import PayloadTooLarge, ValidationFailed
+
+#: Marks "no default": an empty body is an error.
+REQUIRED: Any = object()
+
+
+class JSONResponse(Response):
+    """A JSON response encoded by pydantic-core (fast; datetimes and models welcome)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content, fallback=str)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-able data; models answer with their own ``to_json()``."""
+    to_json_method = getattr(value, "to_json", None)
+    if isinstance(value, BaseModel) and callable(to_json_method):
+        return to_json_method()
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return to_jsonable_python(value, fallback=str)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _malformed(message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"malformed JSON: {message}",
+        errors=[{"type": "json_invalid", "loc": ["body"], "msg": message}],
+    )
+
+
+async def read_json(request: Request, limit: int, *, default: Any = REQUIRED) -> Any:
+    """The request body parsed as JSON.
+
+    Args:
+        request: the request.
+        limit: the largest body accepted, in bytes.
+        default: returned for an empty body (without it, an empty body is an error).
+
+    Raises:
+        PayloadTooLarge: the body is over ``limit`` (declared or counted).
+        ValidationFailed: the body is empty (and there is no default), or not JSON.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ValidationFailed(f"Content-Length is not a number: {declared[:40]!r}") from None
+        if size > limit:
+            raise _too_large(limit)
+    chunks = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        if default is REQUIRED:
+            raise _malformed("the request body is empty; send a JSON object")
+        return default
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise _malformed("nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
+        raise _malformed(str(exc)) from None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is over the limit of {limit} bytes (setting body_limit)", limit=limit
+    )
+
+
+async def read_object(request: Request, limit: int, what: str, *, default: Any = REQUIRED) -> Any:
+    """:func:`read_json` that must be a JSON object (``what`` names it in the error)."""
+    value = await read_json(request, limit, default=default)
+    if not isinstance(value, dict):
+        raise ValidationFailed(
+            f"{what} must be a JSON object, got {type(value).__name__}",
+            errors=[{"type": "dict_type", "loc": ["body"], "msg": "Input should be an object"}],
+        )
+    return value

@@ -1,0 +1,174 @@
+"""The background HTTP server: uvicorn running as a task on the host's own loop.
+
+The host loop lives in a daemon thread, so the server never blocks a notebook cell and
+a cell never blocks it (beyond the GIL). We bind the listening socket ourselves: a busy
+port then raises a clear :class:`MicrolibError` here, instead of uvicorn calling
+``sys.exit`` inside the loop. uvicorn installs signal handlers only on the main thread,
+which the host loop never is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MicrolibError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from ..host.host import Host
+
+log = logging.getLogger("microlib_kernel.http")
+
+#: How long a stopping server waits for requests in flight before cancelling them.
+GRACEFUL_SECONDS = 5.0
+STARTUP_SECONDS = 10.0
+
+
+class ApiServer:
+    """A running server: the uvicorn server, its task on the host loop, and the app.
+
+    Attributes:
+        uvicorn: the ``uvicorn.Server``.
+        task: the task running it on the host loop.
+        app: the Starlette app (``create_app(host)``).
+        bind: the address it listens on.
+        port: the real port (also for port 0).
+        url: ``http://ADDRESS:PORT``.
+    """
+
+    def __init__(
+        self, server: uvicorn.Server, task: asyncio.Task[None], app: Starlette, bind: str
+    ) -> None:
+        self.uvicorn = server
+        self.task = task
+        self.app = app
+        self.bind = bind
+        sockname = server.servers[0].sockets[0].getsockname()
+        self.port: int = sockname[1]
+        self.url = base_url(bind, self.port)
+
+    def __repr__(self) -> str:
+        return f"<ApiServer {self.url}>"
+
+
+def base_url(bind: str, port: int) -> str:
+    """The URL clients use: a wildcard bind is reached through loopback."""
+    address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)
+    if ":" in address:
+        address = f"[{address}]"
+    return f"http://{address}:{port}"
+
+
+def _listen(bind: str, port: int) -> socket.socket:
+    """A listening socket on ``bind:port``.
+
+    Raises:
+        MicrolibError: the port is busy, or the address cannot be bound.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise MicrolibError(f"cannot bind the API to {bind!r}: {exc}", bind=bind) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # Reuse a port left in TIME_WAIT by a server just stopped; a port another
+        # socket listens on still fails with EADDRINUSE.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise MicrolibError(
+                f"port {port} on {bind} is busy: another server listens there; choose "
+                "another port, or port 0 for a free one",
+                port=port,
+                bind=bind,
+            ) from None
+        raise MicrolibError(
+            f"cannot listen on {bind}:{port}: {exc.strerror or exc}", port=port, bind=bind
+        ) from None
+    return sock
+
+
+async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str]:
+    """Start serving ``host``'s API on the running (host) loop.
+
+    Args:
+        host: the host.
+        port: TCP port; 0 picks a free one.
+        bind: address to bind (``127.0.0.1`` unless told otherwise).
+
+    Returns:
+        ``(server, url)``; ``url`` is ``http://ADDRESS:PORT`` without the API root.
+
+    Raises:
+        MicrolibError: the port is busy (the message names it), or the server did
+            not start.
+    """
+    import uvicorn
+
+    from .app import create_app
+
+    sock = _listen(bind, port)
+    app = create_app(host)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,  # never reconfigure the user's (or the kernel's) logging
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(
+        server.serve(sockets=[sock]), name=f"microlib-http-{port}"
+    )
+    try:
+        async with asyncio.timeout(STARTUP_SECONDS):
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        server.should_exit = True
+        sock.close()
+        raise MicrolibError(f"the HTTP server did not start within {STARTUP_SECONDS} s") from None
+    if task.done():
+        sock.close()
+        exc = task.exception() if not task.cancelled() else None
+        raise MicrolibError(f"the HTTP server stopped while starting: {exc!r}") from None
+    api = ApiServer(server, task, app, bind)
+    log.info("serving the API at %s%s", api.url, host.settings.api_root)
+    return api, api.url
+
+
+async def stop_server(server: Any) -> None:
+    """Stop a server started by :func:`start_server` and free its port.
+
+    Requests in flight get up to ``GRACEFUL_SECONDS`` to finish; event streams end.
+    """
+    if not isinstance(server, ApiServer):
+        return
+    server.app.state.stopping.set()
+    server.uvicorn.should_exit = True
+    try:
+        done, _ = await asyncio.wait({server.task}, timeout=GRACEFUL_SECONDS + 5)
+        if not done:
+            server.uvicorn.force_exit = True
+            server.task.cancel()
+            await asyncio.wait({server.task}, timeout=5)
+        elif not server.task.cancelled() and server.task.exception() is not None:
+            log.error("the HTTP server failed", exc_info=server.task.exception())
+    finally:
+        for listener in getattr(server.uvicorn, "servers", []):
+            listener.close()
