@@ -17,9 +17,11 @@ on Lambda fails here, with its cell number (``check=False`` skips this).
 
 from __future__ import annotations
 
+import compileall
 import datetime as dt
 import importlib.metadata as metadata
 import json
+import py_compile
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -205,12 +207,23 @@ def _config_event(root: str) -> dict[str, Any]:
 
 
 def copy_package(target: Path) -> None:
-    """Copy the running ``microlib_kernel`` package (sources and static files) to ``target``."""
-    import microlib_kernel
+    """Copy the running ``microlib_kernel`` package (sources and static files) to ``target``.
 
-    source = Path(microlib_kernel.__file__).resolve().parent
+    The copy is byte-compiled for this Python (the bundle's runtime): ``/var/task`` is
+    read-only on Lambda, so without ``.pyc`` files every cold start would compile the
+    whole package again. The ``.pyc`` files are checked against a hash of their source
+    (not its modification time, which zip files and copies do not keep reliably).
+    """
+    source = Path(__file__).resolve().parents[1]  # the microlib_kernel package
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    compiled = compileall.compile_dir(
+        str(target),
+        quiet=2,
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+    )
+    if not compiled:
+        raise MicrolibError(f"byte-compiling the copy of microlib_kernel in {target} failed")
 
 
 def lambda_runtime() -> str:

@@ -67,7 +67,10 @@ def test_export_quickstart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "handler = make_handler(" in handler
     assert (out / "microlib_kernel" / "serverless" / "handler.py").is_file()
     assert (out / "microlib_kernel" / "http" / "static" / "swagger-ui").is_dir()
-    assert not list(out.rglob("__pycache__"))
+    # Byte-compiled for this Python, checked by source hash (/var/task is read-only).
+    pyc = next((out / "microlib_kernel" / "__pycache__").glob("__init__.*.pyc")).read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b11  # hash-based, checked
+    assert not list((out / "microlib_sources").rglob("__pycache__"))
 
 
 def test_requirements_are_pinned_to_the_running_versions(
