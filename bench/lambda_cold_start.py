@@ -38,6 +38,7 @@ COMMAND = "python bench/lambda_cold_start.py"
 WORK = HERE / "out" / "lambda"
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
 PATH = "/microlib/api/models/orders"
+PACKAGES = ("fastapi", "mangum")
 
 # A Function URL event (payload 2.0): GET the orders list.
 EVENT = {
@@ -128,8 +129,7 @@ def fastapi_python() -> tuple[str, str]:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            + ["fastapi", "mangum"],
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PACKAGES],
             check=True,
             timeout=600,
         )
