@@ -30,6 +30,7 @@ from mangum.types import ASGI, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..domain.ids import new_id
+from ..errors import MicrolibError
 
 if TYPE_CHECKING:
     from ..host.host import Host
@@ -45,6 +46,7 @@ DEFAULT_DEADLINE = 29.0
 
 _REASONS = {
     400: "Bad Request",
+    503: "Service Unavailable",
     404: "Not Found",
     500: "Internal Server Error",
     501: "Not Implemented",
@@ -124,6 +126,10 @@ class HostLoopMangum(Mangum):
                 "error_type": "GatewayTimeout",
             }
             return error_response(event, 504, body_)
+        except MicrolibError as exc:  # the host is closed (ServiceUnavailable)
+            return error_response(
+                event, exc.status, {**exc.to_dict(), "error_type": type(exc).__name__}
+            )
         return handler(response)
 
     async def _cycle(self, scope: Scope, body: bytes, deadline: float) -> Response:

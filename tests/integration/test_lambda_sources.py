@@ -166,3 +166,13 @@ def test_a_failing_cell_names_itself_and_leaves_no_host_running(tmp_path: Path) 
     assert info.value.message.startswith("broken.ipynb cell 2 (adapter pay): ")
     assert "ModuleNotFoundError" in info.value.message
     assert not {t.name for t in threading.enumerate()} - before
+
+
+def test_a_closed_host_answers_503(tmp_path: Path) -> None:
+    nb = notebook(tmp_path / "m.ipynb", "%%microlib module m\nX = 1\n")
+    fn = make_handler(nb, "memory://")
+    fn.close()
+    got = reply("alb", fn(event("alb", "GET", "/microlib/api/health"), None))
+    assert got.status == 503
+    assert got.raw["statusDescription"] == "503 Service Unavailable"
+    assert got.json()["error_type"] == "ServiceUnavailable"
