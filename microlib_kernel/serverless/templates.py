@@ -132,6 +132,9 @@ sam build                 # installs requirements.txt for {runtime} into .aws-sa
 sam deploy --guided       # asks for the stack name, region and the parameters below
 ```
 
+(`sam build --use-container` when this machine is not Linux or has no Python {python_version}:
+DuckDB, pydantic-core and cryptography are compiled wheels and must match Lambda's.)
+
 The `ApiUrl` output is the API root: `curl $ApiUrl/config`. Parameters: `Datasource`
 (`MICROLIB_DATASOURCE`, default `{datasource}`), `AuthTokens` (`MICROLIB_AUTH_TOKENS`,
 e.g. `tok1=read+write`; **empty means anyone who can reach the URL can read and
