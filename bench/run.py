@@ -33,6 +33,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("port_call", 300, 90),
     ("secrets_cost", 300, 90),
     ("notebook_latency", 300, 120),
+    ("lambda_cold_start", 600, 300),
 ]
 
 

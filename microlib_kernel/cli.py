@@ -321,6 +321,58 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_args(p: argparse.ArgumentParser) -> None:
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    aws = targets.add_parser(
+        "lambda",
+        help="an AWS Lambda bundle: handler.handler, the cells as files, requirements, "
+        "a SAM template and a README",
+        description="Write a folder deployable as an AWS Lambda function serving the "
+        "notebook's models (entry point handler.handler; see its README.md).",
+    )
+    aws.add_argument(
+        "notebook", metavar="NOTEBOOK", help="the .ipynb whose %%%%microlib cells to export"
+    )
+    aws.add_argument("-o", "--output", required=True, metavar="DIR", help="the bundle folder")
+    aws.add_argument(
+        "--force", action="store_true", help="write into a non-empty folder (ours are replaced)"
+    )
+    aws.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="do not publish the cells into an in-memory host first (that runs their code)",
+    )
+    aws.add_argument(
+        "--no-package",
+        dest="package",
+        action="store_false",
+        help="do not copy microlib_kernel into the bundle (you install it there yourself)",
+    )
+    aws.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
+    aws.add_argument("--memory", type=int, default=1024, metavar="MB", help="default: 1024")
+    aws.add_argument("--timeout", type=int, default=30, metavar="S", help="default: 30")
+
+
+@subcommand("export", "export a notebook's models for another platform (AWS Lambda)")
+@arguments(_export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .serverless.export import export_lambda
+
+    bundle = export_lambda(
+        args.notebook,
+        args.output,
+        force=args.force,
+        check=args.check,
+        package=args.package,
+        architecture=args.arch,
+        memory=args.memory,
+        timeout=args.timeout,
+    )
+    print(bundle.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="microlib",
