@@ -32,7 +32,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check microlib_kernel tests bench
 	$(PY) -m ruff format --check microlib_kernel tests bench
 	$(PY) -m mypy
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(VENV)/.installed-dev lint
 	$(PY) -m pytest
