@@ -86,8 +86,13 @@ def test_adapters_services_and_modules_over_http(d: DeployHost) -> None:
     )
     assert adapter.status_code == 201
     assert adapter.json()["published"] == [{"name": "audit", "version": None, "endpoint": None}]
-    service = d.deploy("class Clock:\n    pass\nClock()\n", kind="service", name="clock")
+    service = d.deploy(
+        "class Clock:\n    made = 0\n    def __init__(self):\n        Clock.made += 1\nClock()\n",
+        kind="service",
+        name="clock",
+    )
     assert service.status_code == 201 and type(d.host.services.get("clock")).__name__ == "Clock"
+    assert d.host.services.get("clock").made == 1  # the trailing expression ran once
     model = d.deploy(
         "from microlib_modules.helpers import twice\n"
         "from microlib_kernel import Model\n"
