@@ -33,6 +33,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("port_call", 300, 90),
     ("secrets_cost", 300, 90),
     ("notebook_latency", 300, 120),
+    ("publish_latency", 300, 90),
 ]
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from microlib_kernel import Model, port
+from microlib_kernel.errors import NotFound
 from tests.deploy_support import DeployHost, open_deploy_host, order_source, under_load, wait_until
 
 
@@ -247,3 +248,43 @@ def test_weighted_picks_follow_the_weights(d: DeployHost) -> None:
     assert all(entry.pick(f"id-{i}") is entry.pick(f"id-{i}") for i in range(200))
     unsticky = Counter(entry.pick(None).version for _ in range(n))  # no id: random
     assert abs(unsticky["1.0.2"] - n * 0.1) < 5 * (n * 0.1 * 0.9) ** 0.5, unsticky
+
+
+def test_concurrent_deploys_get_distinct_versions_in_order(d: DeployHost) -> None:
+    results: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def deploy() -> None:
+        r = d.deploy(order_source())
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=deploy) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [r.status_code for r in results] == [201] * 6
+    versions = sorted(r.json()["published"][0]["version"] for r in results)
+    assert versions == [f"1.0.{i}" for i in range(6)]
+    entry = d.host.registry.get("Order")
+    assert entry.active == "1.0.5" and entry.deploys == 6
+    assert len(d.host.ports.orchestrator.subscriptions("Order")) == 1
+
+
+def test_old_versions_beyond_keep_versions_are_dropped(tmp_path: Path) -> None:
+    d = open_deploy_host(tmp_path, keep_versions=3)
+    try:
+        for _ in range(5):
+            d.host.publish(make_order())
+        d.host.route("Order", {"1.0.2": 50, "1.0.4": 50})
+        d.host.publish(make_order())  # 1.0.5 takes every route: 1.0.2 may go now
+        entry = d.host.registry.get("Order")
+        assert list(entry.versions) == ["1.0.3", "1.0.4", "1.0.5"]
+        r = httpx.get(f"{d.api}/models/orders", headers={"X-Microlib-Version": "1.0.1"})
+        assert r.status_code == 404 and "1.0.3, 1.0.4, 1.0.5" in r.json()["error"]
+        with pytest.raises(NotFound):
+            d.host.rollback("Order", "1.0.0")
+        assert d.host.rollback("Order")["active"] == "1.0.4"
+    finally:
+        d.host.close()
