@@ -22,7 +22,7 @@ import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import ValidationError
 
@@ -391,7 +391,7 @@ class Host:
                 continue
             info = mv.cls.model_fields[col.name]
             old = prev.model_fields.get(col.name) if prev is not None else None
-            if old is not None and repr(old.annotation) == repr(info.annotation):
+            if old is not None and _field_type(old) == _field_type(info):
                 continue
             if old is None and prev is None and store.sql_engine() is not None:
                 continue  # first publish in this process: ensure_table checks the SQL types
@@ -399,7 +399,7 @@ class Host:
             if not bad:
                 if records is None:
                     records = await store.records(schema.name)
-                bad = _invalid_values(info.annotation, col.name, records)
+                bad = _invalid_values(_annotated(info), col.name, records)
             if bad:
                 raise DeployRefused(
                     f"{mv.name} {mv.version} changes field {col.name!r} in a way stored rows do "
@@ -704,6 +704,16 @@ def class_lines(source: str) -> dict[str, int]:
 
 def _is_model_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Model)
+
+
+def _field_type(info: Any) -> str:
+    """A field's type with its constraints (``Field(gt=0)`` lands in ``metadata``)."""
+    return repr((info.annotation, info.metadata))
+
+
+def _annotated(info: Any) -> Any:
+    """The annotation a stored value must validate as, constraints included."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
 def _invalid_values(annotation: Any, name: str, records: list[dict[str, Any]]) -> list[str]:

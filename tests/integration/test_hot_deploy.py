@@ -177,6 +177,11 @@ def test_refused_publishes_leave_the_old_version_serving(d: DeployHost) -> None:
         assert "customer" in required.json()["error"] and required.json()["line"] == 3
         narrowed = d.deploy(order_source().replace("total: float", "total: bool"))
         assert narrowed.status_code == 400 and order["id"] in narrowed.json()["error"]
+        constrained = d.deploy(
+            "from pydantic import Field\n"
+            + order_source().replace("total: float = 0.0", "total: float = Field(0.0, ge=5)")
+        )  # a constraint the stored total (2) fails is a type change too
+        assert constrained.status_code == 400 and order["id"] in constrained.json()["error"]
         syntax = d.deploy("class Order(Model:\n")
         assert syntax.status_code == 400 and syntax.json()["line"] == 1
         nothing = d.deploy("x = 1\n")
