@@ -108,6 +108,12 @@ DEPLOY_SCHEMAS: dict[str, Any] = {
     },
     "ModelConfig": copy.deepcopy(COMMON_SCHEMAS["Config"]["properties"]["models"]["items"]),
 }
+DEPLOY_SCHEMAS["ModelConfig"]["properties"].update(
+    {
+        "published": {"type": "boolean", "description": "false after an unpublish"},
+        "deploys": {"type": "integer", "minimum": 0, "description": "publishes so far"},
+    }
+)
 
 _DEPLOY_ERRORS = {
     400: "Refused (DeployRefused): the source failed (with its line), defines nothing "

@@ -45,10 +45,6 @@ def who(request: Request) -> str:
     return f"http {client.host}" if client is not None else "http"
 
 
-def _refused(message: str, **details: Any) -> DeployRefused:
-    return DeployRefused(message, **details)
-
-
 class DeployRoutes:
     """Handlers of the deploy routes for one host."""
 
@@ -87,7 +83,7 @@ class DeployRoutes:
         except MicrolibError as exc:
             if exc.status != 400:
                 raise  # 413 stays 413
-            raise _refused(exc.message, **exc.details) from None
+            raise DeployRefused(exc.message, **exc.details) from None
         return body
 
     # -- code streaming ------------------------------------------------------------------
@@ -98,27 +94,29 @@ class DeployRoutes:
         body = await self._body(request, "the deploy request")
         unknown = sorted(set(body) - _DEPLOY_KEYS)
         if unknown:
-            raise _refused(
+            raise DeployRefused(
                 f"unknown key(s) {', '.join(unknown)}; a deploy is "
                 '{"kind", "name", "source", "version"}'
             )
         kind = body.get("kind", "model")
         name, source, version = body.get("name"), body.get("source"), body.get("version")
         if kind not in KINDS:
-            raise _refused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if not isinstance(source, str) or not source.strip():
-            raise _refused("source must be the non-empty text of the source to run")
+            raise DeployRefused("source must be the non-empty text of the source to run")
         if name is not None and not isinstance(name, str):
-            raise _refused(f"name must be a string, got {type(name).__name__}")
+            raise DeployRefused(f"name must be a string, got {type(name).__name__}")
         if version is not None and not isinstance(version, str):
-            raise _refused(f"version must be a string like 1.2.0, got {type(version).__name__}")
+            raise DeployRefused(
+                f"version must be a string like 1.2.0, got {type(version).__name__}"
+            )
         try:
             published = await self.host.publish_async(
                 source, kind=kind, name=name, version=version, who=who(request)
             )
         except MicrolibError as exc:
             if exc.status == 400 and not isinstance(exc, DeployRefused):
-                raise _refused(exc.message, **exc.details) from None
+                raise DeployRefused(exc.message, **exc.details) from None
             raise
         return JSONResponse({"published": [p.to_json() for p in published]}, 201)
 
@@ -136,7 +134,7 @@ class DeployRoutes:
         unknown = sorted(set(body) - {"version"})
         version = body.get("version")
         if unknown or not (version is None or isinstance(version, str)):
-            raise _refused('a rollback takes {"version": "X.Y.Z"} or nothing (the one before)')
+            raise DeployRefused('a rollback takes {"version": "X.Y.Z"} or nothing (the one before)')
         entry = await self.host.rollback_async(
             request.path_params["model"], version, who=who(request)
         )
@@ -148,10 +146,10 @@ class DeployRoutes:
         body = await self._body(request, "the routes request")
         weights = body.get("weights")
         if set(body) != {"weights"} or not isinstance(weights, dict) or not weights:
-            raise _refused('routes take {"weights": {"1.0.0": 90, "1.0.1": 10}}')
+            raise DeployRefused('routes take {"weights": {"1.0.0": 90, "1.0.1": 10}}')
         for version, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, int | float):
-                raise _refused(f"the weight of {version} must be a number, got {weight!r}")
+                raise DeployRefused(f"the weight of {version} must be a number, got {weight!r}")
         entry = await self.host.route_async(request.path_params["model"], weights, who=who(request))
         return JSONResponse(entry)
 

@@ -234,3 +234,24 @@ def test_openapi_documents_the_deploy_routes(d: DeployHost) -> None:
     assert schemes["deployToken"] == {**schemes["deployToken"], "type": "http", "scheme": "bearer"}
     for name in ("DeployRequest", "DeployResult", "Deployments", "RoutesRequest", "ModelConfig"):
         assert name in doc["components"]["schemas"]
+
+
+def test_deploy_answers_conform_to_the_documented_schemas(d: DeployHost) -> None:
+    from jsonschema import Draft202012Validator  # schemathesis depends on it
+
+    doc = httpx.get(f"{d.api}/openapi.json").json()
+
+    def check(response: httpx.Response, schema: str) -> None:
+        root = {"$ref": f"#/components/schemas/{schema}", "components": doc["components"]}
+        errors = list(Draft202012Validator(root).iter_errors(response.json()))
+        assert not errors, (schema, errors[0].message)
+
+    check(d.deploy(order_source()), "DeployResult")
+    check(d.deploy("def f(x):\n    return x\n", kind="adapter", name="util"), "DeployResult")
+    d.deploy(order_source())
+    with httpx.Client(base_url=d.api, headers=d.auth, timeout=10) as api:
+        check(api.post("/deploy/order/rollback", json={"version": "1.0.0"}), "ModelConfig")
+        check(api.put("/deploy/order/routes", json={"weights": {"1.0.1": 1}}), "ModelConfig")
+        check(api.delete("/deploy/order"), "ModelConfig")
+        check(api.get("/deploy"), "Deployments")
+        check(api.post("/deploy", json={"source": "x = 1"}), "Error")
