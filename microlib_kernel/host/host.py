@@ -639,6 +639,12 @@ class Host:
                 await store.close()
             except Exception:
                 log.exception("closing %s failed", store.describe())
+        try:
+            # The loop's worker threads (sources run at publish, sync commands, SQL)
+            # end with the host, not at interpreter exit.
+            await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 10)
+        except TimeoutError:
+            log.warning("worker threads still busy at close")
 
     def __enter__(self) -> Host:
         return self

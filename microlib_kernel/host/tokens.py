@@ -27,7 +27,9 @@ def load_or_create_token(home: Path, configured: str | None) -> str:
     if existing:
         return existing
     home.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = "-"
+    while token.startswith("-"):  # "--token -x..." would read as an option on command lines
+        token = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -290,7 +290,8 @@ def _unpublish(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) ->
 @argument(
     "--token",
     metavar="T",
-    help="its deploy token (default: MICROLIB_DEPLOY_TOKEN, then .microlib/deploy-token)",
+    help="its deploy token (default: MICROLIB_DEPLOY_TOKEN, then .microlib/deploy-token); "
+    "--token=T for a token starting with -",
 )
 def _connect(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Publish %%microlib cells to a remote host instead of the in-kernel one."""

@@ -255,3 +255,21 @@ def test_deploy_answers_conform_to_the_documented_schemas(d: DeployHost) -> None
         check(api.delete("/deploy/order"), "ModelConfig")
         check(api.get("/deploy"), "Deployments")
         check(api.post("/deploy", json={"source": "x = 1"}), "Error")
+
+
+def test_closing_the_host_leaves_no_worker_thread(tmp_path: Path) -> None:
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    d = open_deploy_host(tmp_path)
+    d.host.publish(order_source())  # the source runs in a worker thread of the host loop
+    d.host.publish("def f(x):\n    return x\n", kind="adapter", name="util")
+    d.host.close()
+    assert not {t.name for t in threading.enumerate()} - before
+
+
+def test_generated_tokens_never_look_like_an_option(tmp_path: Path) -> None:
+    from microlib_kernel.host.tokens import load_or_create_token
+
+    for i in range(200):
+        assert not load_or_create_token(tmp_path / str(i), None).startswith("-")

@@ -242,3 +242,13 @@ def test_a_kernel_with_a_target_url_publishes_there(
         kernel.close()
     assert remote.host.registry.get("Order").active == "1.0.0"
     assert not (tmp_path / ".microlib" / "microlib.duckdb").exists()  # nothing local on disk
+
+
+def test_a_token_starting_with_a_dash(tmp_path: Path, ip: Any) -> None:
+    d = open_deploy_host(tmp_path / "dash", deploy_token="-dash-token")
+    try:
+        ok(ip, f"%microlib connect {d.url} --token=-dash-token")
+        ok(ip, ORDER)
+        assert d.host.registry.get("Order").active == "1.0.0"
+    finally:
+        d.host.close()
