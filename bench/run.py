@@ -34,6 +34,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("secrets_cost", 300, 90),
     ("notebook_latency", 300, 120),
     ("lambda_cold_start", 600, 300),
+    ("publish_latency", 300, 90),
 ]
 
 
