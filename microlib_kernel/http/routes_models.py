@@ -76,10 +76,11 @@ def _route(
     """
     if "GET" in handlers:
         handlers["HEAD"] = handlers["GET"]
+    methods = set(handlers)
 
     async def endpoint(request: Request) -> Response:
         handler = handlers.get(request.method)
-        allowed = set(handlers) if allow is None else allow(request)
+        allowed = methods if allow is None else allow(request)
         if handler is None or request.method not in allowed:
             order = ("GET", "HEAD", "POST", "PATCH", "DELETE")
             raise HTTPException(405, headers={"Allow": ", ".join(m for m in order if m in allowed)})
@@ -211,6 +212,8 @@ class ModelRoutes:
         id = request.path_params["id"]
         mv = self._version(request, entry, id)
         instance = await repo.get(mv, id)
+        if not request.scope["query_string"]:  # the common case: skip parsing a query
+            return self._answer(mv, instance.to_json())
         params = request.query_params
         relation, command = params.get("relation"), params.get("command")
         if relation is not None and command is not None:

@@ -78,6 +78,9 @@ def _listen(bind: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         raise MicrolibError(f"cannot bind the API to {bind!r}: {exc}", bind=bind) from None
     family, kind, proto, _, address = infos[0]
+    # proto is IPPROTO_TCP here (not 0, as socket.socket() gives): asyncio then sets
+    # TCP_NODELAY on every accepted connection. Without it, a keep-alive client waits
+    # ~40 ms per response (Nagle's algorithm meets delayed ACKs).
     sock = socket.socket(family, kind, proto)
     try:
         # Reuse a port left in TIME_WAIT by a server just stopped; a port another
