@@ -8,7 +8,10 @@ items) and POST create, at concurrency 1 and 32, by Debian's ``wrk`` when it is
 installed (else by a bounded asyncio client written here). The figures that matter are
 the ratios; client and servers share the machine's cores.
 
-Run: ``.venv/bin/python bench/http_bench.py [--duration 5] [--client wrk|python]``.
+Each figure is the median of ``--rounds`` measurements, the servers taking turns in a
+rotating order, because other work on the machine makes single measurements drift.
+
+Run: ``.venv/bin/python bench/http_bench.py [--duration 3] [--rounds 3] [--client wrk|python]``.
 """
 
 from __future__ import annotations
@@ -153,7 +156,10 @@ def load(client: str, url: str, method: str, c: int, duration: float, folder: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="measurements per server and scenario (median)"
+    )
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -171,15 +177,22 @@ def main() -> None:
             for kind in KINDS:
                 servers.append(start(kind, folder))
                 seed(servers[-1])
-            print(f"load client: {client}; {args.duration:g} s per measurement", flush=True)
+            print(
+                f"load client: {client}; median of {args.rounds} x {args.duration:g} s",
+                flush=True,
+            )
             for label, method, suffix in scenarios:
                 for c in args.concurrency:
                     key = f"{label} c={c}"
-                    results[key] = {}
-                    for server in servers:
-                        path = ROOT + ("/" + server.item if suffix == "{item}" else suffix)
-                        got = load(client, server.url + path, method, c, args.duration, folder)
-                        results[key][server.kind] = got
+                    rounds: dict[str, list[dict]] = {s.kind: [] for s in servers}
+                    for r in range(args.rounds):
+                        # Rotate the order each round: load from elsewhere on the
+                        # machine then drifts over every server alike.
+                        for server in servers[r % len(servers) :] + servers[: r % len(servers)]:
+                            path = ROOT + ("/" + server.item if suffix == "{item}" else suffix)
+                            got = load(client, server.url + path, method, c, args.duration, folder)
+                            rounds[server.kind].append(got)
+                    results[key] = {kind: median(runs) for kind, runs in rounds.items()}
                     print(row(key, results[key]), flush=True)
         finally:
             for server in servers:
@@ -190,6 +203,15 @@ def main() -> None:
     print(verdict(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def median(runs: list[dict]) -> dict:
+    """The run with the median rate (with its counts of bad answers summed over runs)."""
+    ordered = sorted(runs, key=lambda r: r["rate"])
+    mid = dict(ordered[len(ordered) // 2])
+    mid["bad"] = sum(r["bad"] for r in runs)
+    mid["rates"] = [round(r["rate"]) for r in runs]
+    return mid
 
 
 def row(key: str, figures: dict[str, dict]) -> str:
