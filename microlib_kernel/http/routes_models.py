@@ -150,10 +150,10 @@ class ModelRoutes:
         self._principal(request)
         entry, repo = self._entry(request)
         key = request.headers.get("idempotency-key")
-        if key is not None:
-            key = check_id(key.strip())
-        id = key or new_id()
+        id = new_id() if key is None else key.strip()
         mv = self._version(request, entry, id)
+        if key is not None:
+            check_id(id)
         data = await read_object(request, self.limit, f"{mv.name} data")
         instance, created = await repo.create(mv, data, id=id, fresh=key is None)
         location = f"{self.root}/models/{entry.endpoint}/{instance.id}"

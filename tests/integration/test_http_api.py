@@ -191,6 +191,7 @@ def test_idempotency_key_becomes_the_id_and_replays(served: Served, api: httpx.C
     assert created == ["order-2024-0001"]
     bad = api.post("/models/orders", json={"items": ITEMS}, headers={"Idempotency-Key": "../x"})
     assert bad.status_code == 400 and "invalid id" in bad.json()["error"]
+    assert bad.headers["x-microlib-version"] == "1.0.0"
 
 
 def test_concurrent_replays_wait_for_the_first(served: Served) -> None:
