@@ -32,7 +32,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check microlib_kernel tests bench
 	$(PY) -m ruff format --check microlib_kernel tests bench
 	$(PY) -m mypy
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(VENV)/.installed-dev lint
 	$(PY) -m pytest
@@ -45,7 +45,7 @@ bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py
 
 bench-quick: $(VENV)/.installed-dev
-	$(PY) bench/run.py --quick
+	$(PY) bench/run.py --quick --out bench/out/RESULTS-quick.md
 
 clean:
 	rm -rf $(VENV) .microlib build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

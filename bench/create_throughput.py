@@ -1,23 +1,28 @@
 """Create throughput: a Host writing to DuckDB vs a loop of single-row DuckDB INSERTs.
 
-Both write the same rows to a fresh DuckDB file in the same run; the figure that
-matters is the ratio. Run: ``.venv/bin/python bench/create_throughput.py [--n 20000]``.
+Both write the same rows to fresh DuckDB files in the same run; the figure that
+matters is the ratio. ``python bench/create_throughput.py [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import datetime as dt
 import json
-import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from pydantic import Field
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Result, median_spread
+
 from microlib_kernel import Host, Model
+
+COMMAND = "python bench/create_throughput.py"
 
 
 def make_order() -> type[Model]:
@@ -38,6 +43,7 @@ def rows(n: int) -> list[dict]:
 
 
 def host_creates(folder: Path, data: list[dict], batch: int) -> float:
+    """Seconds for ``Model.create`` of every row, gathered ``batch`` at a time."""
     host = Host(f"duckdb:///{folder}/host.duckdb")
     Order = make_order()
     host.publish(Order)
@@ -55,17 +61,14 @@ def host_creates(folder: Path, data: list[dict], batch: int) -> float:
 
 
 def naive_inserts(folder: Path, data: list[dict]) -> float:
-    import datetime as dt
-    import uuid
-
+    """Seconds for one single-row INSERT per row (autocommit), same table shape."""
     import duckdb
 
     con = duckdb.connect(str(folder / "naive.duckdb"))
     con.execute(
         "CREATE TABLE orders (id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ,"
         " updated_at TIMESTAMPTZ, version VARCHAR, revision BIGINT, port_flow VARCHAR[],"
-        " compensation VARCHAR,"
-        " customer VARCHAR, items JSON[], total DOUBLE, status VARCHAR)"
+        " compensation VARCHAR, customer VARCHAR, items JSON[], total DOUBLE, status VARCHAR)"
     )
     start = time.perf_counter()
     for row in data:
@@ -86,32 +89,32 @@ def naive_inserts(folder: Path, data: list[dict]) -> float:
     return elapsed
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=20_000, help="creates through the Host")
-    ap.add_argument("--naive-n", type=int, default=2_000, help="single-row INSERTs (slow)")
-    ap.add_argument("--batch", type=int, default=1000, help="creates gathered at once")
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+def run(quick: bool = False) -> list[Result]:
+    n, naive_n, repeat = (10_000, 1_000, 2) if quick else (100_000, 3_000, 3)
     host_rates, naive_rates = [], []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            host_rates.append(args.n / host_creates(folder, rows(args.n), args.batch))
-            naive_rates.append(args.naive_n / naive_inserts(folder, rows(args.naive_n)))
-    result = {
-        "scenario": "python-api-creates",
-        "host_creates_per_s": statistics.median(host_rates),
-        "naive_inserts_per_s": statistics.median(naive_rates),
-        "ratio": statistics.median(host_rates) / statistics.median(naive_rates),
-        "host_min_max": [min(host_rates), max(host_rates)],
-        "naive_min_max": [min(naive_rates), max(naive_rates)],
-        "n": args.n,
-        "batch": args.batch,
-    }
-    print(json.dumps(result, indent=2))
-    return result
+            host_rates.append(n / host_creates(folder, rows(n), 1000))
+            naive_rates.append(naive_n / naive_inserts(folder, rows(naive_n)))
+    value, spread = median_spread(host_rates)
+    base, base_spread = median_spread(naive_rates)
+    return [
+        Result(
+            scenario=f"Python API: {n:,} creates (gathered 1,000 at a time)",
+            metric="creates/s",
+            value=value,
+            unit="creates/s",
+            baseline="loop of single-row DuckDB INSERTs",
+            baseline_value=base,
+            target="≥ 20×",
+            target_ratio=20,
+            spread=spread,
+            baseline_spread=base_spread,
+            command=COMMAND,
+        )
+    ]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    print(json.dumps([r.to_json() for r in run("--quick" in sys.argv)], indent=2))

@@ -28,7 +28,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Result
 
 HERE = Path(__file__).parent
 ROOT = "/microlib/api/models/items"
@@ -163,8 +167,11 @@ def main() -> None:
     )
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s (make bench-quick)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 2, 1.0
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
@@ -178,10 +185,7 @@ def main() -> None:
             for kind in KINDS:
                 servers.append(start(kind, folder))
                 seed(servers[-1])
-            print(
-                f"load client: {client}; median of {args.rounds} x {args.duration:g} s",
-                flush=True,
-            )
+            say(f"load client: {client}; median of {args.rounds} x {args.duration:g} s")
             for label, method, suffix in scenarios:
                 for c in args.concurrency:
                     key = f"{label} c={c}"
@@ -194,16 +198,56 @@ def main() -> None:
                             got = load(client, server.url + path, method, c, args.duration, folder)
                             rounds[server.kind].append(got)
                     results[key] = {kind: median(runs) for kind, runs in rounds.items()}
-                    print(row(key, results[key]), flush=True)
+                    say(row(key, results[key]))
         finally:
             for server in servers:
                 stop(server)
-    print()
-    print(table(results))
-    print()
-    print(verdict(results))
+    say("\n" + table(results) + "\n\n" + verdict(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    # stdout: the results in bench/run.py's format (the tables above went to stderr)
+    print(json.dumps([r.to_json() for r in as_results(results, client, args)], indent=2))
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+TARGETS = (  # (scenario, baseline kind, baseline label, target ratio or None)
+    ("GET by id c=32", "dict", "the dict app (ceiling)", 0.7),
+    ("POST create c=32", "duckdb", "one DuckDB INSERT per create", 4.0),
+    ("POST create c=32", "sqlite", "one SQLite WAL commit per create", 1.2),
+    ("GET by id c=1", "dict", "the dict app (ceiling)", None),
+    ("list 20 c=32", "dict", "the dict app (ceiling)", None),
+    ("POST create c=1", "duckdb", "one DuckDB INSERT per create", None),
+)
+
+
+def as_results(results: dict[str, dict[str, dict]], client: str, args: Any) -> list[Result]:
+    out = []
+    for key, base, label, target in TARGETS:
+        if key not in results:
+            continue
+        mine, theirs = results[key]["microlib"], results[key][base]
+        out.append(
+            Result(
+                scenario=f"HTTP {key}",
+                metric="requests per second",
+                value=mine["rate"],
+                unit="req/s",
+                baseline=label,
+                baseline_value=theirs["rate"],
+                target=f">= {target}x" if target else "",
+                target_ratio=target,
+                spread=(min(mine["rates"]), max(mine["rates"])),
+                baseline_spread=(min(theirs["rates"]), max(theirs["rates"])),
+                command="python bench/http_bench.py" + (" --quick" if args.quick else ""),
+                notes=f"load by {client}; median of {args.rounds} x {args.duration:g} s, "
+                "servers taking turns",
+                details={"ratio_of_rounds": round(ratio(results[key], base), 3)},
+            )
+        )
+    return out
 
 
 def median(runs: list[dict]) -> dict:

@@ -94,6 +94,12 @@ class BreakerOpen(PortFailed):
     status = 503
 
 
+class PortUnbound(PortFailed):
+    """A port cannot run: its adapter, or a service its adapter needs, is not registered."""
+
+    status = 502
+
+
 class DeployRefused(MicrolibError):
     """A publish or deploy was refused; nothing changed."""
 
@@ -135,6 +141,7 @@ __all__ = [
     "PayloadTooLarge",
     "PortFailed",
     "PortTimeout",
+    "PortUnbound",
     "ServiceUnavailable",
     "Unauthorized",
     "ValidationFailed",

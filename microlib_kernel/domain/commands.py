@@ -1,12 +1,14 @@
 """Command declarations: ``@command(acl=["write", "approve"])`` on a model method.
 
 A command is a model method (sync or async) exposed over the API. Its ACL lists roles;
-a caller with any one of them may run it. A command with no ACL is open.
+a caller with any one of them may run it. A command with no ACL is open. Commands can
+also be plain functions given to the class: ``class Order(Model, commands={...})``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -76,3 +78,60 @@ def command(
 def command_spec_of(obj: Any) -> CommandSpec | None:
     """The spec attached by :func:`command`, if any."""
     return getattr(obj, _MARK, None)
+
+
+def install_commands(cls: type, commands: Mapping[str, Any] | None) -> None:
+    """Attach commands given as functions (``commands={"name": fn}`` on the class).
+
+    Each value is ``fn(instance, **kwargs)`` (sync or async), or a dict
+    ``{"fn": fn, "acl": [...], "description": "..."}`` (``"command"`` is accepted for
+    ``"fn"``, as in Aegis specs). Each becomes a method of the class, marked like an
+    ``@command`` method, so ``instance.name(**kwargs)`` works and the spec lists it.
+
+    Raises:
+        TypeError: a malformed entry, or a name the class already uses.
+    """
+    if commands is None:
+        return
+    if not isinstance(commands, Mapping):
+        raise TypeError(
+            f"{cls.__name__}: commands= takes a dict of name -> function, got {commands!r}"
+        )
+    for name, entry in commands.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TypeError(f"{cls.__name__}: command names are identifiers, got {name!r}")
+        if isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - {"fn", "command", "acl", "description"})
+            if unknown:
+                raise TypeError(
+                    f"{cls.__name__}.{name}: unknown command option(s) {', '.join(unknown)}; "
+                    "use fn, acl, description"
+                )
+            fn = entry.get("fn", entry.get("command"))
+            acl = entry.get("acl")
+            description = entry.get("description", "")
+        else:
+            fn, acl, description = entry, None, ""
+        if not callable(fn) or isinstance(fn, type):
+            raise TypeError(
+                f"{cls.__name__}.{name}: a command is a function fn(instance, **kwargs), got {fn!r}"
+            )
+        fields = getattr(cls, "model_fields", {})
+        if name in fields or name in vars(cls):
+            raise TypeError(
+                f"{cls.__name__}: command {name!r} clashes with a field or attribute of the "
+                "same name"
+            )
+        setattr(cls, name, command(acl=acl, description=description)(_as_method(fn, name)))
+
+
+def _as_method(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    # A plain wrapper (not fn itself): callable objects and builtins do not bind as
+    # methods, and the mark must not land on a function shared with other models.
+    @functools.wraps(fn)
+    def method(self: Any, /, **kwargs: Any) -> Any:
+        return fn(self, **kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = name
+    return method

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .ids import new_id
+from .secrets import masked
 
 log = logging.getLogger("microlib_kernel.events")
 
@@ -75,14 +76,14 @@ class Event:
         return self._data
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON-able data."""
+        """The event as JSON-able data (``Secret`` values in ``data`` become ``"***"``)."""
         return {
             "id": self.id,
             "name": self.name,
             "model": self.model,
             "model_id": self.model_id,
             "time": self.time.isoformat(),
-            "data": self.data,
+            "data": masked(self.data),
         }
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import random
 import re
 import time
@@ -14,13 +13,12 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:@+=-]{0,199}$")
 
 
 def new_id() -> str:
-    """A 26-character id: 48 bits of milliseconds then 80 random bits, base32hex.
+    """A 32-character hex id: 48 bits of milliseconds then 80 random bits.
 
-    Ids sort by creation time (base32hex keeps byte order), so listing by id lists
-    oldest first. They are unique, not secret: nothing relies on them being unguessable.
+    Ids sort by creation millisecond, so listing by id lists oldest first. They are
+    unique, not secret: nothing relies on them being unguessable.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80)
-    return base64.b32hexencode(value.to_bytes(16, "big")).decode()[:26].lower()
+    return f"{(time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80):032x}"
 
 
 def is_valid_id(value: object) -> bool:

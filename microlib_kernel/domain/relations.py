@@ -20,7 +20,9 @@ class RelationSpec:
 
     Attributes:
         target: the related model's class name.
-        kind: ``many_to_one`` / ``one_to_one`` (this model holds ``foreign_key``),
+        kind: ``many_to_one`` (this model holds ``foreign_key``), ``one_to_one``
+            (this model holds ``foreign_key`` when it is one of its fields, else the
+            target holds it = this id: the reverse side of a one-to-one),
             ``one_to_many`` (the target holds ``foreign_key`` = this id), or
             ``contains_many`` (this model's ``array_key`` lists items whose
             ``foreign_key`` holds target ids; without ``array_key``, ``foreign_key``

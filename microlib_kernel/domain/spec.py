@@ -19,6 +19,7 @@ from pydantic_core import PydanticUndefined
 from .commands import CommandSpec, command_spec_of
 from .ports import PortDeclaration, PortSpec
 from .relations import RelationDeclaration, RelationSpec
+from .secrets import check_secret_field
 from .types import ValueType, value_type
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ _ENDPOINT_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 RESERVED = frozenset(
     {
         "create",
+        "create_many",
         "find",
         "list",
         "count",
@@ -157,6 +159,7 @@ def compile_spec(cls: type[Model]) -> ModelSpec:
                 raise TypeError(f"{name}: field {fname!r} is set by the framework; rename it")
             continue
         _check_name(name, fname, "field")
+        check_secret_field(name, fname, info.annotation, _declared_default(info))
         fields[fname] = _field_spec(fname, info, input_props.get(fname, {}))
 
     ports: dict[str, PortSpec] = {}
@@ -178,7 +181,8 @@ def compile_spec(cls: type[Model]) -> ModelSpec:
                     commands[attr] = CommandSpec(attr, cmd.acl, cmd.description, target)
 
     for rel in relations.values():
-        if rel.kind in ("many_to_one", "one_to_one") and rel.foreign_key not in fields:
+        # one_to_one may sit on either side: without the field here, the target holds it.
+        if rel.kind == "many_to_one" and rel.foreign_key not in fields:
             raise TypeError(
                 f"{name}.{rel.name}: foreign_key {rel.foreign_key!r} is not a field of {name}"
             )
@@ -235,6 +239,13 @@ def _field_spec(fname: str, info: FieldInfo, schema: dict[str, Any]) -> FieldSpe
         frozen=frozen,
         schema=schema,
     )
+
+
+def _declared_default(info: FieldInfo) -> Any:
+    """The field's default as written (``None`` when there is none)."""
+    if info.default is not PydanticUndefined:
+        return info.default
+    return info.default_factory if info.default_factory is not None else None
 
 
 def _jsonable(value: Any) -> Any:

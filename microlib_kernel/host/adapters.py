@@ -42,11 +42,20 @@ class AdapterRegistry:
             self._fns[name] = fn
             self.generation += 1
 
-    def register_module(self, prefix: str, namespace: dict[str, Any]) -> list[str]:
-        """Bind every public top-level function of ``namespace`` as ``prefix.function``."""
+    def register_module(
+        self, prefix: str, namespace: dict[str, Any], module: str | None = None
+    ) -> list[str]:
+        """Bind every public top-level function of ``namespace`` as ``prefix.function``.
+
+        Args:
+            module: when given, only functions defined in that module are bound, not
+                ones it imported (``from json import dumps`` is not an adapter).
+        """
         names = []
         for attr, value in namespace.items():
             if attr.startswith("_") or not inspect.isfunction(value):
+                continue
+            if module is not None and value.__module__ != module:
                 continue
             self.register(f"{prefix}.{attr}", value)
             names.append(f"{prefix}.{attr}")

@@ -46,7 +46,7 @@ class HostLoop:
 
     def in_loop(self) -> bool:
         """Whether the caller runs on this loop's thread."""
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._thread.ident
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the loop and wait for it (from sync code on another thread).
@@ -81,11 +81,31 @@ class HostLoop:
         current = asyncio.get_running_loop()
         if current is self.loop:
             return await fn(*args, **kwargs)
+        return await self._send(current, ("call", fn, (args, kwargs)))
+
+    async def call_batched(
+        self, batch_fn: Callable[[list[Any]], Awaitable[list[Any]]], item: Any
+    ) -> Any:
+        """Run ``item`` through ``batch_fn`` together with the same tick's other items.
+
+        ``batch_fn(items)`` runs once on the host loop for every item sent in one tick
+        of a caller's loop and returns one outcome per item, in order: a value, or an
+        exception instance (raised to that item's caller alone).
+        """
+        current = asyncio.get_running_loop()
+        if current is self.loop:
+            outcome = (await batch_fn([item]))[0]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        return await self._send(current, ("batch", batch_fn, item))
+
+    async def _send(self, caller: asyncio.AbstractEventLoop, request: tuple[Any, ...]) -> Any:
         if self.closed:
             raise ServiceUnavailable("the host is closed")
-        result: asyncio.Future[T] = current.create_future()
+        result: asyncio.Future[Any] = caller.create_future()
         with self._outbox_lock:
-            self._outbox.append((fn, args, kwargs, result, current))
+            self._outbox.append((*request, result, caller))
             wake = len(self._outbox) == 1
         if wake:
             try:
@@ -97,19 +117,48 @@ class HostLoop:
     def _drain_outbox(self) -> None:
         with self._outbox_lock:
             batch, self._outbox = self._outbox, []
-        for fn, args, kwargs, result, caller in batch:
-            task = self.loop.create_task(_invoke(fn, args, kwargs))
-            task.add_done_callback(functools.partial(self._reply, result=result, caller=caller))
+        groups: dict[Any, list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]]] = {}
+        for kind, fn, payload, result, caller in batch:
+            if kind == "call":
+                args, kwargs = payload
+                task = self.loop.create_task(_invoke(fn, args, kwargs))
+                task.add_done_callback(
+                    functools.partial(self._reply_one, result=result, caller=caller)
+                )
+            else:
+                groups.setdefault(fn, []).append((payload, result, caller))
+        for batch_fn, members in groups.items():
+            task = self.loop.create_task(batch_fn([m[0] for m in members]))
+            task.add_done_callback(functools.partial(self._reply_many, members=members))
 
-    def _reply(
+    def _reply_one(
         self,
         task: asyncio.Task[Any],
         *,
         result: asyncio.Future[Any],
         caller: asyncio.AbstractEventLoop,
     ) -> None:
+        self._queue_reply(caller, result, _outcome(task))
+
+    def _reply_many(
+        self,
+        task: asyncio.Task[Any],
+        *,
+        members: list[tuple[Any, asyncio.Future[Any], asyncio.AbstractEventLoop]],
+    ) -> None:
+        whole = _outcome(task)
+        if isinstance(whole, _Failure):
+            outcomes: list[Any] = [whole] * len(members)
+        else:
+            outcomes = [_Failure(o) if isinstance(o, BaseException) else o for o in whole]
+        for (_, result, caller), outcome in zip(members, outcomes, strict=True):
+            self._queue_reply(caller, result, outcome)
+
+    def _queue_reply(
+        self, caller: asyncio.AbstractEventLoop, result: asyncio.Future[Any], outcome: Any
+    ) -> None:
         replies = self._replies.setdefault(caller, [])
-        replies.append((task, result))
+        replies.append((result, outcome))
         if len(replies) == 1:
             # Flush at the end of this host-loop tick, so results finished together
             # travel together.
@@ -138,16 +187,33 @@ class HostLoop:
             self.loop.close()
 
 
-def _deliver(replies: list[tuple[asyncio.Task[Any], asyncio.Future[Any]]]) -> None:
-    for task, result in replies:
+class _Failure:
+    """An exception travelling back to the caller's loop."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _outcome(task: asyncio.Task[Any]) -> Any:
+    if task.cancelled():
+        return _Failure(asyncio.CancelledError())
+    exc = task.exception()
+    return _Failure(exc) if exc is not None else task.result()
+
+
+def _deliver(replies: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for result, outcome in replies:
         if result.done():
             continue  # the caller gave up (cancelled)
-        if task.cancelled():
-            result.cancel()
-        elif (exc := task.exception()) is not None:
-            result.set_exception(exc)
+        if isinstance(outcome, _Failure):
+            if isinstance(outcome.exc, asyncio.CancelledError):
+                result.cancel()
+            else:
+                result.set_exception(outcome.exc)
         else:
-            result.set_result(task.result())
+            result.set_result(outcome)
 
 
 async def _invoke(

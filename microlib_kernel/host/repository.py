@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import datetime as dt
 import inspect
 import json
@@ -58,10 +59,21 @@ class RecordCodec:
         """The values to validate ``cls`` from."""
         return record
 
+    def stored_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A stored record as a model's ``migrate(record)`` sees it (encrypted values opened)."""
+        return record
 
-def validation_failed(exc: ValidationError, what: str) -> ValidationFailed:
-    """A :class:`ValidationFailed` carrying pydantic's details as JSON."""
+
+def validation_failed(
+    exc: ValidationError, what: str, secret: Sequence[str] = ()
+) -> ValidationFailed:
+    """A :class:`ValidationFailed` carrying pydantic's details as JSON.
+
+    The input of a ``secret`` field is masked: an error must not echo a secret.
+    """
     errors = json.loads(exc.json(include_url=False))
+    if secret:
+        _mask_inputs(errors, set(secret))
     first = errors[0] if errors else {}
     loc = ".".join(str(p) for p in first.get("loc", ())) or what
     return ValidationFailed(
@@ -69,6 +81,17 @@ def validation_failed(exc: ValidationError, what: str) -> ValidationFailed:
         + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
         errors=errors,
     )
+
+
+def _mask_inputs(errors: list[dict[str, Any]], secret: set[str]) -> None:
+    for error in errors:
+        loc = error.get("loc") or []
+        if loc and loc[0] in secret:
+            error["input"] = "***"
+        elif not loc and isinstance(error.get("input"), dict):
+            error["input"] = {
+                k: "***" if k in secret and v is not None else v for k, v in error["input"].items()
+            }
 
 
 class _Locks:
@@ -123,6 +146,12 @@ class Repository:
         self.cache = cache
         self.events = events
         self.codec = RecordCodec()
+        #: Column -> default (JSON) of fields some published version declares. A create
+        #: by a version without the field stores the default, not NULL: while routes
+        #: split traffic, or during a publish that adds a column, an older version's
+        #: rows must read back in the newer version as the default, like the rows the
+        #: column was added to.
+        self.defaults: dict[str, Any] = {}
         self._on_change = on_change
         self._locks = _Locks()
 
@@ -169,6 +198,14 @@ class Repository:
         instance = self.materialize(mv, record)
         self.cache.put(self.table, id, instance)
         return instance
+
+    def _encode_new(self, instance: Model) -> dict[str, Any]:
+        """The record of a new instance, with the defaults of columns its version lacks."""
+        record = self.codec.encode(instance)
+        for name, value in self.defaults.items():
+            if name not in record:
+                record[name] = copy.deepcopy(value)
+        return record
 
     def _emit(self, name: str, instance: Model, data: Callable[[], Any]) -> None:
         self.events.publish(
@@ -248,7 +285,7 @@ class Repository:
         try:
             return mv.cls.model_validate(values)
         except ValidationError as exc:
-            raise validation_failed(exc, self.model) from None
+            raise validation_failed(exc, self.model, mv.spec.secret_fields) from None
 
     async def create(
         self,
@@ -287,7 +324,7 @@ class Repository:
             return instance, True
 
     async def _commit_new(self, instance: Model) -> None:
-        record = self.codec.encode(instance)
+        record = self._encode_new(instance)
         await self.store.write(
             WriteOp("upsert", self.table, instance.id, record, expect_revision=0)
         )
@@ -295,12 +332,44 @@ class Repository:
         self._emit("created", instance, instance.to_json)
         self._changed(instance.id, record)
 
+    async def create_batch(
+        self, items: builtins.list[tuple[ModelVersion, dict[str, Any]]]
+    ) -> builtins.list[Model | Exception]:
+        """Create many independent instances at once (each succeeds or fails alone).
+
+        This is what concurrent ``Model.create`` calls turn into: one task on the host
+        loop and one bulk write instead of one of each per create.
+        """
+        outcomes: builtins.list[Model | Exception] = []
+        valid: builtins.list[tuple[int, Model, dict[str, Any]]] = []
+        for mv, data in items:
+            try:
+                instance = self._new(mv, data, new_id())
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            valid.append((len(outcomes), instance, self._encode_new(instance)))
+            outcomes.append(instance)
+        if not valid:
+            return outcomes
+        errors = await self.store.write_each(
+            [WriteOp("upsert", self.table, i.id, r, expect_revision=0) for _, i, r in valid]
+        )
+        for (index, instance, record), error in zip(valid, errors, strict=True):
+            if error is not None:
+                outcomes[index] = error if isinstance(error, Exception) else RuntimeError(error)
+                continue
+            self.cache.put(self.table, instance.id, instance)
+            self._emit("created", instance, instance.to_json)
+            self._changed(instance.id, record)
+        return outcomes
+
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
     ) -> builtins.list[Model]:
         """Validate every row first (all or nothing), then write them in bulk."""
         instances = [self._new(mv, row, new_id()) for row in rows]
-        records = [self.codec.encode(i) for i in instances]
+        records = [self._encode_new(i) for i in instances]
         await self.store.write_many(
             [
                 WriteOp("upsert", self.table, i.id, r, expect_revision=0)
@@ -348,9 +417,12 @@ class Repository:
                     revision=current.revision,
                 )
             changes = self._check_changes(mv, current, changes, framework)
-            if hooks and "on_update" in mv.spec.hooks:
+            # The hook sees the user's changes only; framework fields (a port's
+            # port_flow) are not the hook's to drop or alter.
+            own = {k: v for k, v in changes.items() if k not in FRAMEWORK_FIELDS}
+            if hooks and own and "on_update" in mv.spec.hooks:
                 proposed = self._validate(mv, current, changes)
-                valid = {k: getattr(proposed, k) for k in changes}
+                valid = {k: getattr(proposed, k) for k in own}
                 try:
                     result = await _maybe_await(current.on_update(valid))
                 except ValueError as exc:
@@ -360,7 +432,8 @@ class Repository:
                         f"{self.model}.on_update must return a dict of changes, got "
                         f"{type(result).__name__}"
                     )
-                changes = self._check_changes(mv, current, result, framework)
+                kept = {k: v for k, v in changes.items() if k in FRAMEWORK_FIELDS}
+                changes = {**self._check_changes(mv, current, result, framework), **kept}
             updated = self._validate(mv, current, changes, bump=True)
             record = self.codec.encode(updated)
             await self.store.write(
@@ -416,7 +489,7 @@ class Repository:
         try:
             return mv.cls.model_validate(values)
         except ValidationError as exc:
-            raise validation_failed(exc, f"{self.model} update") from None
+            raise validation_failed(exc, f"{self.model} update", mv.spec.secret_fields) from None
 
     async def delete(self, mv: ModelVersion, id: str) -> Model:
         """Delete ``id`` (``on_delete`` may veto); returns the deleted state.
@@ -441,6 +514,26 @@ class Repository:
         self._emit("deleted", current, current.to_json)
         self._changed(id, None)
         return current
+
+    async def reseal(self, id: str, transform: Callable[[dict[str, Any]], Any]) -> bool:
+        """Rewrite how ``id`` is stored, not what it holds (a key rotation re-encrypting).
+
+        ``transform(record)`` returns the new record, or ``None`` to leave it. Runs under
+        the id's lock, so no write is lost; the revision, the cache and the events stay
+        as they are (the instance's values do not change). Returns whether it wrote.
+        """
+        async with self._locks.hold(id):
+            record = await self.store.get(self.table, id)
+            if record is None:
+                return False
+            new = transform(dict(record))
+            if new is None:
+                return False
+            await self.store.write(
+                WriteOp("upsert", self.table, id, new, expect_revision=record.get("revision"))
+            )
+        self._changed(id, new)
+        return True
 
     def forget(self, id: str) -> None:
         """Drop a cached copy (another process changed it)."""

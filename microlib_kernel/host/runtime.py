@@ -52,6 +52,12 @@ class VersionRuntime:
         return self.host.repository(self.mv.spec.endpoint)
 
     async def create(self, data: dict[str, Any], *, id: str | None = None) -> Model:
+        if id is None and not self.host.loop.in_loop():
+            # Concurrent creates (asyncio.gather) share one hop and one bulk write.
+            instance: Model = await self.host.loop.call_batched(
+                self.repo.create_batch, (self.mv, data)
+            )
+            return instance
         instance, _ = await self.host.loop.call(self.repo.create, self.mv, data, id=id)
         return instance
 

@@ -3,7 +3,8 @@
 SQL is a capability of a datasource. The host runs queries on its default
 datasource's engine when it has one (DuckDB), else on an in-memory DuckDB. Tables of
 models on other datasources (``memory://``, ``file://``) are mirrored into that engine
-before a query whenever they changed, so joins across datasources work.
+before a query whenever they changed, so joins across datasources work. Results are
+masked: an encrypted ``Secret`` value never leaves as its ciphertext.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..store.base import SqlEngine, TableSchema
+from .secrets import mask_result
 
 if TYPE_CHECKING:
     from ..store.base import DataSource
@@ -27,6 +29,9 @@ class SqlService:
         self._own_engine = self._engine is None
         self._con: Any = None
         self._mirrored: dict[str, tuple[int, int]] = {}  # table -> (store id, change count)
+        #: Whether some published table lives outside the engine (then queries refresh
+        #: mirrors on the host loop first).
+        self.mirrors = False
 
     def engine(self) -> SqlEngine:
         if self._engine is None:
@@ -55,8 +60,11 @@ class SqlService:
             self._mirrored[schema.name] = stamp
 
     def execute(self, query: str, params: Any = None) -> SqlResult:
-        """Run a read-only query (blocking; call it off the host loop)."""
-        return self.engine().execute(query, params)
+        """Run a read-only query (blocking; call it off the host loop).
+
+        Encrypted secret values come out as ``"***"`` (see ``host/secrets.py``).
+        """
+        return mask_result(self.engine().execute(query, params))
 
     def close(self) -> None:
         if self._own_engine and self._engine is not None:

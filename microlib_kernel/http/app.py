@@ -19,10 +19,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .docs import docs_routes
+from .draining import DrainingConnections
 from .errors import EXCEPTION_HANDLERS, InternalErrors
 from .openapi import OpenAPICache
 from .responses import JSONResponse
 from .routes_admin import AdminRoutes
+from .routes_deploy import DeployRoutes
 from .routes_models import ModelRoutes
 
 if TYPE_CHECKING:
@@ -50,12 +52,13 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     routes: list[BaseRoute] = [
         *ModelRoutes(host).routes(),
         *AdminRoutes(host, stopping, keepalive).routes(),
+        *DeployRoutes(host).routes(),
         Route(f"{root}/openapi.json", openapi_json, methods=["GET"]),
         *docs_routes(root),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(InternalErrors)],
+        middleware=[Middleware(DrainingConnections, host=host), Middleware(InternalErrors)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.host = host

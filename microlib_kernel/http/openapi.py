@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from .openapi_common import ADMIN_PATHS, COMMON_SCHEMAS, error_responses
+from .openapi_deploy import DEPLOY_PATHS, DEPLOY_SCHEMAS, DEPLOY_SECURITY
 from .openapi_paths import IF_MATCH_PATTERN, ModelPaths
 from .openapi_schemas import model_schemas
 
@@ -60,8 +61,9 @@ def build_openapi(host: Host) -> dict[str, Any]:
     auth = bool(host.settings.auth_tokens)
     schemas: dict[str, Any] = copy.deepcopy(COMMON_SCHEMAS)
     paths: dict[str, Any] = {}
-    for path, item in ADMIN_PATHS.items():
+    for path, item in {**ADMIN_PATHS, **DEPLOY_PATHS}.items():
         paths[root + path] = copy.deepcopy(item)
+    schemas.update(copy.deepcopy(DEPLOY_SCHEMAS))
     if auth:
         paths[root + "/health"]["get"]["security"] = []
         for path in ("/config", "/events", "/sql"):
@@ -85,12 +87,17 @@ def build_openapi(host: Host) -> dict[str, Any]:
                 'Errors are JSON: {"error": message, "error_type": class, ...details}.'
             ),
         },
-        "tags": [*tags, {"name": "host", "description": "The host itself"}],
+        "servers": [{"url": "/"}],  # the serverless adapter puts its stage prefix here
+        "tags": [
+            *tags,
+            {"name": "host", "description": "The host itself"},
+            {"name": "deploy", "description": "Code streaming and versions (the deploy token)"},
+        ],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(DEPLOY_SECURITY)},
     }
     if auth:
-        doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        doc["components"]["securitySchemes"]["bearerAuth"] = {"type": "http", "scheme": "bearer"}
         doc["security"] = [{"bearerAuth": []}]
     return doc
 

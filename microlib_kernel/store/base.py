@@ -164,6 +164,16 @@ class DataSource(abc.ABC):
         for op in ops:
             await self.write(op)
 
+    async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
+        """Apply independent writes; each succeeds or fails alone (``None`` = written).
+
+        Durable on return for every write reported ``None``.
+        """
+        import asyncio
+
+        results = await asyncio.gather(*[self.write(op) for op in ops], return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
     @abc.abstractmethod
     async def get(self, table: str, id: str) -> dict[str, Any] | None:
         """The record with this id, or ``None``."""

@@ -22,13 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain.types import ValueType
-from ..errors import (
-    Conflict,
-    DatasourceError,
-    DatasourceLocked,
-    DeployRefused,
-    ValidationFailed,
-)
+from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .duckdb_types import encoder, param_expr, quote, sql_type
 from .filelock import WriterLock
@@ -75,6 +69,7 @@ class DuckDBStore(DataSource):
         self._cursors: list[Any] = []
         self._cursor_lock = threading.Lock()
         self._types: dict[str, dict[str, ValueType]] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._engine: DuckDBSqlEngine | None = None
         self._closed = False
         self.commits = 0  # transactions committed (for benchmarks and tests)
@@ -126,7 +121,9 @@ class DuckDBStore(DataSource):
         self._closed = True
         self._queue.put(_STOP)
         if self._writer is not None:
-            await asyncio.to_thread(self._writer.join)
+            # A plain join, not to_thread: close() must also work from atexit handlers,
+            # when the default executor is already gone. The writer drains quickly.
+            self._writer.join()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         if self._engine is not None:
@@ -218,34 +215,34 @@ class DuckDBStore(DataSource):
             if (op.table, op.id) in final:
                 rewritten.add((op.table, op.id))
             final[(op.table, op.id)] = op  # the last write per id wins
-        tables: dict[str, tuple[list[str], _Groups, _Groups]] = {}
+        Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
+        tables: dict[str, tuple[list[str], Groups]] = {}
         for (table, rid), op in final.items():
-            deletes, upserts, inserts = tables.setdefault(table, ([], {}, {}))
+            deletes, upserts = tables.setdefault(table, ([], {}))
             if op.kind == "delete":
                 deletes.append(rid)
             else:
                 assert op.record is not None
-                # A create (expect_revision=0) is a plain INSERT: DuckDB's ON CONFLICT
-                # costs ~2.3 ms per statement, more than the rest of a small commit.
+                # A create (expect_revision 0) needs no conflict handling: a plain
+                # INSERT is markedly cheaper than INSERT ... ON CONFLICT.
+                # ...unless an earlier write of the batch (a delete) was folded into it.
                 fresh = op.expect_revision == 0 and (table, rid) not in rewritten
-                target = inserts if fresh else upserts
-                target.setdefault(tuple(op.record), []).append(op.record)
-        statements = sum(bool(d) + len(u) + len(i) for d, u, i in tables.values())
+                key = (fresh, tuple(op.record))
+                upserts.setdefault(key, []).append(op.record)
+        statements = sum(bool(d) + len(g) for d, g in tables.values())
         # One statement is atomic on its own: skip BEGIN/COMMIT, two more round trips
         # that each need the GIL back while the host loop is busy serving requests.
         single = statements == 1
         if not single:
             cur.execute("BEGIN")
-        for table, (deletes, upserts, inserts) in tables.items():
+        for table, (deletes, groups) in tables.items():
             if deletes:
                 cur.execute(
                     f"DELETE FROM {quote(table)} WHERE id IN (SELECT unnest($1::VARCHAR[]))",
                     [deletes],
                 )
-            for columns, records in inserts.items():
-                self._upsert(cur, table, columns, records, insert_only=True)
-            for columns, records in upserts.items():
-                self._upsert(cur, table, columns, records)
+            for (insert_only, columns), records in groups.items():
+                self._upsert(cur, table, columns, records, insert_only)
             self._bump(table)
         if not single:
             cur.execute("COMMIT")
@@ -263,15 +260,21 @@ class DuckDBStore(DataSource):
         if types is None:
             raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
         cols = [c for c in columns if c in types]
-        exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
         params = []
         for c in cols:
             enc = encoder(types[c])
             params.append([enc(r.get(c)) for r in records])
-        names = ", ".join(quote(c) for c in cols)
-        updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
-        conflict = "" if insert_only else f" ON CONFLICT (id) DO UPDATE SET {updates}"
-        cur.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {exprs}{conflict}", params)
+        key = (table, tuple(cols), insert_only)
+        sql = self._statements.get(key)
+        if sql is None:
+            exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
+            names = ", ".join(quote(c) for c in cols)
+            sql = f"INSERT INTO {quote(table)} ({names}) SELECT {exprs}"
+            if not insert_only:
+                updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
+                sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
+            self._statements[key] = sql
+        cur.execute(sql, params)
 
     async def write(self, op: WriteOp) -> None:
         loop = asyncio.get_running_loop()
@@ -281,6 +284,12 @@ class DuckDBStore(DataSource):
         loop = asyncio.get_running_loop()
         futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
         await asyncio.gather(*futures)
+
+    async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
+        loop = asyncio.get_running_loop()
+        futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
 
     async def _run_job(self, job: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -332,6 +341,7 @@ class DuckDBStore(DataSource):
                 altered.append(col.name)
         cur.execute("COMMIT")
         types.update({c.name: c.type for c in schema.columns})
+        self._statements.clear()  # column types may have changed
         for col_name, have_type in existing.items():
             types.setdefault(col_name, _guess(have_type))
         return SchemaChange(added=tuple(added), altered=tuple(altered))
@@ -468,10 +478,6 @@ def _guess(sql_type_name: str) -> ValueType:
     return ValueType("json") if sql_type_name == "JSON" else ValueType("string")
 
 
-#: Records to write, grouped by their column tuple (one statement per group).
-_Groups = dict[tuple[str, ...], list[dict[str, Any]]]
-
-
 def _rollback(cur: Any) -> None:
     try:
         cur.execute("ROLLBACK")
@@ -486,8 +492,11 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
     if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
         # The first line says what is wrong; the rest quotes our SQL (users get a 400).
         return ValidationFailed(f"cannot store {where}: {str(exc).strip().splitlines()[0]}")
-    if isinstance(exc, duckdb.ConstraintException) and op is not None:
-        return Conflict(f"{where} already exists", id=op.id)
+    if isinstance(exc, duckdb.ConstraintException):
+        return Conflict(
+            f"cannot store {where}: it already exists ({str(exc).strip().splitlines()[0]})",
+            id=op.id if op else None,
+        )
     if isinstance(exc, DatasourceError):
         return exc
     return DatasourceError(f"cannot store {where}: {exc}")

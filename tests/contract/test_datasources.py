@@ -170,3 +170,15 @@ def test_unknown_scheme_lists_the_valid_ones(tmp_path: Path) -> None:
         create_datasource("mongodb://x", Settings.load(cwd=tmp_path, env={}))
     with pytest.raises(DatasourceError, match="not a URL"):
         create_datasource("just-a-path.duckdb", Settings.load(cwd=tmp_path, env={}))
+
+
+async def test_file_store_never_leaves_its_folder(tmp_path: Path) -> None:
+    ds = create_datasource("file:///docs", Settings.load(cwd=tmp_path, env={}))
+    await ds.open()
+    await ds.ensure_table(SCHEMA)
+    for bad in ("../escape", "a/b", "..", "/etc/passwd"):
+        with pytest.raises(DatasourceError, match="unsafe"):
+            await ds.write(WriteOp("upsert", "things", bad, rec(1, id=bad)))
+    assert not (tmp_path / "escape.json").exists()
+    assert [p.name for p in (tmp_path / "docs").iterdir()] == ["things"]
+    await ds.close()

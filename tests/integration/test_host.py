@@ -413,3 +413,106 @@ async def test_closed_host_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(ServiceUnavailable, match="closed"):
         await Order.create(items=[{}])
+
+
+async def test_create_many_is_all_or_nothing(host: Host, models: tuple) -> None:
+    Order, _ = models
+    made = await Order.create_many([{"items": [{}], "total": float(i)} for i in range(500)])
+    assert len(made) == 500 and await Order.count() == 500
+    with pytest.raises(ValidationFailed):
+        await Order.create_many([{"items": [{}]}, {"items": []}])
+    assert await Order.count() == 500
+
+
+async def test_concurrent_creates_fail_alone(host: Host, models: tuple) -> None:
+    Order, _ = models
+    results = await asyncio.gather(
+        *[Order.create(items=[{}] if i % 3 else [], total=float(i)) for i in range(30)],
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, ValidationFailed)]
+    assert len(failed) == 10
+    assert await Order.count() == 20
+
+
+def test_deploy_token_file_and_log(tmp_path: Path) -> None:
+    import stat
+
+    h = Host("memory://")
+    try:
+        token = h.deploy_token
+        path = tmp_path / ".microlib" / "deploy-token"
+        assert path.read_text().strip() == token and len(token) >= 32
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        other = Host("memory://")
+        assert other.deploy_token == token  # the file is reused
+        other.close()
+        Order, _ = make_models()
+        h.publish(Order)
+        h.publish("def f(x):\n    return x\n", kind="adapter", name="util")
+        log = [d.to_json() for d in h.deployments]
+        assert [(d["kind"], d["names"], d["versions"]) for d in log] == [
+            ("model", ["Order"], ["1.0.0"]),
+            ("adapter", ["util"], [None]),
+        ]
+    finally:
+        h.close()
+
+
+async def test_async_hooks_and_missing_required_fields(host: Host) -> None:
+    class Ticket(Model, endpoint="tickets"):
+        title: str
+        state: str = "open"
+
+        async def on_update(self, changes: dict) -> dict:
+            await asyncio.sleep(0)
+            if changes.get("state") == "closed" and self.state == "open":
+                changes["title"] = self.title + " (closed)"
+            return changes
+
+        async def on_delete(self) -> None:
+            await asyncio.sleep(0)
+            if self.state != "closed":
+                raise ValueError("close it first")
+
+    host.publish(Ticket)
+    with pytest.raises(ValidationFailed) as info:
+        await Ticket.create()
+    assert info.value.errors[0]["loc"] == ["title"] and info.value.errors[0]["type"] == "missing"
+    with pytest.raises(ValidationFailed, match="title"):
+        await Ticket.create(title=["not", "a", "string"])
+    t = await Ticket.create(title="leak")
+    with pytest.raises(Vetoed, match="close it first"):
+        await t.delete()
+    t = await t.update(state="closed")
+    assert t.title == "leak (closed)"
+    await t.delete()
+    assert await Ticket.count() == 0
+
+
+def test_adapter_sources_bind_only_their_own_functions(tmp_path: Path) -> None:
+    h = Host("memory://")
+    try:
+        h.publish(
+            "from json import dumps\n\ndef authorize(order):\n    return None\n",
+            kind="adapter",
+            name="payments",
+        )
+        assert list(h.adapters) == ["payments.authorize"]
+    finally:
+        h.close()
+
+
+def test_close_works_from_atexit_like_shutdown(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit\n"
+        "from microlib_kernel import Host\n"
+        "h = Host('duckdb:///x.duckdb')\n"
+        "atexit.register(h.close)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)
+    assert (tmp_path / "x.duckdb.lock").read_text() == ""  # released: the holder line is gone
+    Host("duckdb:///x.duckdb").close()

@@ -13,7 +13,7 @@ from tests.models import make_models
 def test_new_ids_are_unique_and_valid() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
-    assert all(is_valid_id(i) and len(i) == 26 for i in ids)
+    assert all(is_valid_id(i) and len(i) == 32 for i in ids)
 
 
 @pytest.mark.parametrize(
