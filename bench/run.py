@@ -36,6 +36,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("lambda_cold_start", 600, 300),
     ("publish_latency", 300, 90),
     ("polylith", 900, 300),
+    ("http_bench", 900, 240),
 ]
 
 

@@ -76,10 +76,11 @@ def _route(
     """
     if "GET" in handlers:
         handlers["HEAD"] = handlers["GET"]
+    methods = set(handlers)
 
     async def endpoint(request: Request) -> Response:
         handler = handlers.get(request.method)
-        allowed = set(handlers) if allow is None else allow(request)
+        allowed = methods if allow is None else allow(request)
         if handler is None or request.method not in allowed:
             order = ("GET", "HEAD", "POST", "PATCH", "DELETE")
             raise HTTPException(405, headers={"Allow": ", ".join(m for m in order if m in allowed)})
@@ -149,10 +150,10 @@ class ModelRoutes:
         self._principal(request)
         entry, repo = self._entry(request)
         key = request.headers.get("idempotency-key")
-        if key is not None:
-            key = check_id(key.strip())
-        id = key or new_id()
+        id = new_id() if key is None else key.strip()
         mv = self._version(request, entry, id)
+        if key is not None:
+            check_id(id)
         data = await read_object(request, self.limit, f"{mv.name} data")
         instance, created = await repo.create(mv, data, id=id, fresh=key is None)
         location = f"{self.root}/models/{entry.endpoint}/{instance.id}"
@@ -211,6 +212,8 @@ class ModelRoutes:
         id = request.path_params["id"]
         mv = self._version(request, entry, id)
         instance = await repo.get(mv, id)
+        if not request.scope["query_string"]:  # the common case: skip parsing a query
+            return self._answer(mv, instance.to_json())
         params = request.query_params
         relation, command = params.get("relation"), params.get("command")
         if relation is not None and command is not None:

@@ -30,6 +30,10 @@ GRACEFUL_SECONDS = 5.0
 STARTUP_SECONDS = 10.0
 
 
+class PortInUse(MicrolibError):
+    """The port asked for is taken by another server (``details["port"]`` says which)."""
+
+
 class ApiServer:
     """A running server: the uvicorn server, its task on the host loop, and the app.
 
@@ -69,7 +73,8 @@ def _listen(bind: str, port: int) -> socket.socket:
     """A listening socket on ``bind:port``.
 
     Raises:
-        MicrolibError: the port is busy, or the address cannot be bound.
+        PortInUse: the port is busy.
+        MicrolibError: the address cannot be bound.
     """
     try:
         infos = socket.getaddrinfo(
@@ -78,6 +83,9 @@ def _listen(bind: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         raise MicrolibError(f"cannot bind the API to {bind!r}: {exc}", bind=bind) from None
     family, kind, proto, _, address = infos[0]
+    # proto is IPPROTO_TCP here (not 0, as socket.socket() gives): asyncio then sets
+    # TCP_NODELAY on every accepted connection. Without it, a keep-alive client waits
+    # ~40 ms per response (Nagle's algorithm meets delayed ACKs).
     sock = socket.socket(family, kind, proto)
     try:
         # Reuse a port left in TIME_WAIT by a server just stopped; a port another
@@ -89,7 +97,7 @@ def _listen(bind: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise MicrolibError(
+            raise PortInUse(
                 f"port {port} on {bind} is busy: another server listens there; choose "
                 "another port, or port 0 for a free one",
                 port=port,
@@ -113,8 +121,8 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
         ``(server, url)``; ``url`` is ``http://ADDRESS:PORT`` without the API root.
 
     Raises:
-        MicrolibError: the port is busy (the message names it), or the server did
-            not start.
+        PortInUse: the port is busy (a ``MicrolibError``; the message names the port).
+        MicrolibError: the address cannot be bound, or the server did not start.
     """
     import uvicorn
 

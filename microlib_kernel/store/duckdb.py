@@ -210,7 +210,10 @@ class DuckDBStore(DataSource):
 
     def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
         final: dict[tuple[str, str], WriteOp] = {}
+        rewritten: set[tuple[str, str]] = set()
         for op in ops:
+            if (op.table, op.id) in final:
+                rewritten.add((op.table, op.id))
             final[(op.table, op.id)] = op  # the last write per id wins
         Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
         tables: dict[str, tuple[list[str], Groups]] = {}
@@ -222,9 +225,16 @@ class DuckDBStore(DataSource):
                 assert op.record is not None
                 # A create (expect_revision 0) needs no conflict handling: a plain
                 # INSERT is markedly cheaper than INSERT ... ON CONFLICT.
-                key = (op.expect_revision == 0, tuple(op.record))
+                # ...unless an earlier write of the batch (a delete) was folded into it.
+                fresh = op.expect_revision == 0 and (table, rid) not in rewritten
+                key = (fresh, tuple(op.record))
                 upserts.setdefault(key, []).append(op.record)
-        cur.execute("BEGIN")
+        statements = sum(bool(d) + len(g) for d, g in tables.values())
+        # One statement is atomic on its own: skip BEGIN/COMMIT, two more round trips
+        # that each need the GIL back while the host loop is busy serving requests.
+        single = statements == 1
+        if not single:
+            cur.execute("BEGIN")
         for table, (deletes, groups) in tables.items():
             if deletes:
                 cur.execute(
@@ -234,7 +244,8 @@ class DuckDBStore(DataSource):
             for (insert_only, columns), records in groups.items():
                 self._upsert(cur, table, columns, records, insert_only)
             self._bump(table)
-        cur.execute("COMMIT")
+        if not single:
+            cur.execute("COMMIT")
         self.commits += 1
 
     def _upsert(

@@ -23,6 +23,7 @@ from microlib_kernel import (
     Vetoed,
 )
 from microlib_kernel.cli import main
+from microlib_kernel.http.server import PortInUse
 from tests.http_support import Served, serve_host
 
 
@@ -69,7 +70,7 @@ def test_a_busy_port_is_a_clear_error_naming_it() -> None:
         port = blocker.getsockname()[1]
         host = Host("memory://")
         try:
-            with pytest.raises(MicrolibError, match=f"port {port} on 127.0.0.1 is busy") as info:
+            with pytest.raises(PortInUse, match=f"port {port} on 127.0.0.1 is busy") as info:
                 host.serve(port=port)
             assert info.value.details["port"] == port
             assert host.server is None

@@ -24,7 +24,8 @@ from microlib_kernel.client import error_from_response, resolve_url
 from microlib_kernel.domain.events import Event
 from microlib_kernel.http.auth import authenticate, parse_roles
 from microlib_kernel.http.docs import docs_page
-from microlib_kernel.http.openapi import IF_MATCH_PATTERN, _not_null
+from microlib_kernel.http.openapi_paths import IF_MATCH_PATTERN
+from microlib_kernel.http.openapi_schemas import not_null
 from microlib_kernel.http.responses import jsonable, read_json, read_object
 from microlib_kernel.http.routes_admin import sse_frame
 from microlib_kernel.http.routes_models import parse_if_match
@@ -130,8 +131,8 @@ def test_base_url_reaches_wildcard_binds_through_loopback() -> None:
 
 def test_query_values_are_never_null() -> None:
     nullable = {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "E"}
-    assert _not_null(nullable) == {"type": "string", "title": "E"}
-    assert _not_null({"type": "integer", "default": 0}) == {"type": "integer"}
+    assert not_null(nullable) == {"type": "string", "title": "E"}
+    assert not_null({"type": "integer", "default": 0}) == {"type": "integer"}
 
 
 def test_docs_page_escapes_the_root() -> None:

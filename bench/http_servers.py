@@ -1,0 +1,192 @@
+"""The servers ``http_bench.py`` measures, one per process.
+
+``python bench/http_servers.py KIND FOLDER`` serves on 127.0.0.1 port 0, prints its base
+URL on the first line of stdout, and serves until its stdin closes (so it never outlives
+the benchmark) or it gets SIGTERM. KIND is:
+
+* ``microlib``: a ``Host`` on a DuckDB file in FOLDER with one model, ``Item``;
+* ``dict``: a minimal hand-written Starlette app serving the same three routes from a
+  dict (the overhead ceiling);
+* ``duckdb``: the same app doing one DuckDB ``INSERT`` per create (the naive way);
+* ``sqlite``: the same app doing one SQLite commit per create (WAL, synchronous=FULL).
+
+The baselines validate nothing and build the same JSON as the host does for ``Item``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = "/microlib/api/models/items"
+
+
+def _wait_for_stdin_close(stop: Any) -> None:
+    def watch() -> None:
+        sys.stdin.read()
+        stop()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def serve_microlib(folder: Path) -> None:
+    from microlib_kernel import Host, Model
+
+    class Item(Model, endpoint="items"):
+        name: str
+        qty: int = 0
+
+    host = Host(f"duckdb:///{folder}/microlib.duckdb", port=0)
+    host.publish(Item)
+    print(host.serve(port=0), flush=True)
+    done = threading.Event()
+    _wait_for_stdin_close(done.set)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    done.wait()
+    host.close()
+
+
+def baseline_app(kind: str, folder: Path) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    items: dict[str, dict[str, Any]] = {}
+    write = _writer(kind, folder)
+
+    async def get_one(request: Request) -> Response:
+        item = items.get(request.path_params["id"])
+        if item is None:
+            return JSONResponse({"error": "not found"}, 404)
+        return JSONResponse(item)
+
+    async def listing(request: Request) -> Response:
+        limit = int(request.query_params.get("__limit", "100"))
+        return JSONResponse(list(itertools.islice(items.values(), limit)))
+
+    async def create(request: Request) -> Response:
+        data = json.loads(await request.body())
+        now = dt.datetime.now(dt.UTC).isoformat()
+        item = {
+            "id": uuid.uuid4().hex,
+            "created_at": now,
+            "updated_at": now,
+            "version": "1.0.0",
+            "revision": 1,
+            "port_flow": [],
+            "compensation": None,
+            "name": data["name"],
+            "qty": data.get("qty", 0),
+        }
+        write(item)
+        items[item["id"]] = item
+        return JSONResponse(item, 201, {"Location": f"{ROOT}/{item['id']}"})
+
+    return Starlette(
+        routes=[
+            Route(f"{ROOT}/{{id}}", get_one, methods=["GET"]),
+            Route(ROOT, listing, methods=["GET"]),
+            Route(ROOT, create, methods=["POST"]),
+        ]
+    )
+
+
+def _writer(kind: str, folder: Path) -> Any:
+    if kind == "dict":
+        return lambda item: None
+    if kind == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(folder / "naive.duckdb"))
+        con.execute(
+            "CREATE TABLE items (id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ, "
+            "updated_at TIMESTAMPTZ, version VARCHAR, revision BIGINT, name VARCHAR, qty BIGINT)"
+        )
+
+        def insert_duckdb(item: dict[str, Any]) -> None:
+            con.execute(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [item[k] for k in ("id", "created_at", "updated_at", "version", "revision")]
+                + [item["name"], item["qty"]],
+            )
+
+        return insert_duckdb
+    if kind == "sqlite":
+        import sqlite3
+
+        con = sqlite3.connect(str(folder / "naive.sqlite"), isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute(
+            "CREATE TABLE items (id TEXT PRIMARY KEY, created_at TEXT, updated_at TEXT, "
+            "version TEXT, revision INTEGER, name TEXT, qty INTEGER)"
+        )
+
+        def insert_sqlite(item: dict[str, Any]) -> None:
+            con.execute("BEGIN")
+            con.execute(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [item[k] for k in ("id", "created_at", "updated_at", "version", "revision")]
+                + [item["name"], item["qty"]],
+            )
+            con.execute("COMMIT")
+
+        return insert_sqlite
+    raise SystemExit(f"unknown server kind {kind!r}")
+
+
+def serve_baseline(kind: str, folder: Path) -> None:
+    """uvicorn binds the port itself, as ``uvicorn.run(app, port=0)`` would."""
+    import asyncio
+
+    import uvicorn
+
+    config = uvicorn.Config(
+        baseline_app(kind, folder),
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        for _ in range(1000):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"http://127.0.0.1:{port}", flush=True)
+        await task
+
+    _wait_for_stdin_close(stop)
+    asyncio.run(run())
+
+
+def main() -> None:
+    kind, folder = sys.argv[1], Path(sys.argv[2])
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    if kind == "microlib":
+        serve_microlib(folder)
+    else:
+        serve_baseline(kind, folder)
+
+
+if __name__ == "__main__":
+    main()
