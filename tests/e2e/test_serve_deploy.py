@@ -170,14 +170,17 @@ def test_deploy_needs_the_token(
 
 
 def test_sigterm_under_load_drains_without_failed_requests(workdir: Path, served: Served) -> None:
+    """Clients behave like a load balancer: once answers say the host is draining
+    (``Connection: close``), they send it no new work. Every request sent gets its answer."""
     failures: list[str] = []
     answered = 0
     refused = 0
+    drained = 0
     stop_load = threading.Event()
     lock = threading.Lock()
 
     def load() -> None:
-        nonlocal answered, refused
+        nonlocal answered, refused, drained
         with httpx.Client(timeout=10) as client:
             while not stop_load.is_set():
                 try:
@@ -197,6 +200,10 @@ def test_sigterm_under_load_drains_without_failed_requests(workdir: Path, served
                     answered += 1
                 if r.status_code != 201:
                     failures.append(f"{r.status_code}: {r.text[:200]}")
+                if r.headers.get("connection") == "close":
+                    with lock:
+                        drained += 1
+                    return  # the host is draining: route new work elsewhere
 
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
@@ -209,6 +216,7 @@ def test_sigterm_under_load_drains_without_failed_requests(workdir: Path, served
         t.join(15)
     assert code == 0
     assert answered > 20
+    assert drained == len(threads)  # every client was told, while it was still served
     assert failures == []
     assert any("draining" in ln for ln in served.lines) and any(
         "stopped" in ln for ln in served.lines
