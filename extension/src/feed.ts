@@ -162,13 +162,15 @@ function renderEvent(event: IHostEvent): HTMLLIElement {
   const time = document.createElement('span');
   time.className = 'jp-Microlib-eventTime';
   const when = new Date(event.time);
-  time.textContent = isNaN(when.getTime()) ? '' : when.toLocaleTimeString();
+  time.textContent = isNaN(when.getTime())
+    ? ''
+    : when.toLocaleTimeString([], { hour12: false });
   const name = document.createElement('span');
   name.className = 'jp-Microlib-eventName';
   name.textContent = event.name;
   const id = document.createElement('span');
   id.className = 'jp-Microlib-eventId';
-  id.textContent = event.model_id ? event.model_id.slice(0, 8) : '';
+  id.textContent = event.model_id ? event.model_id.slice(0, 6) : '';
   item.title = `${event.name} ${event.model_id ?? ''}\n${JSON.stringify(event.data, null, 1) ?? ''}`;
   item.append(time, name, id);
   return item;

@@ -3,6 +3,7 @@
  * endpoint), routes and a live event feed, with rollback and unpublish.
  */
 import { Clipboard, Dialog, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { copyIcon, launchIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
@@ -132,13 +133,19 @@ export class MicrolibPanel extends Widget {
     const name = document.createElement('span');
     name.className = 'jp-Microlib-hostName';
     name.textContent = host.notebook || `kernel ${host.kernel_id.slice(0, 8)}`;
-    name.title = `kernel ${host.kernel_id} · pid ${host.pid} · ${host.url}${host.api_root}`;
-    const state = document.createElement('span');
-    state.className = 'jp-Microlib-hostState';
-    state.textContent = [host.kernel_name, host.execution_state].filter(Boolean).join(' · ');
+    name.title = `kernel ${host.kernel_id}`;
     const docs = link('API docs', this.api.absolute(host.docs), 'jp-Microlib-docs');
-    head.append(name, state, docs);
-    section.appendChild(head);
+    docs.appendChild(launchIcon.element({ tag: 'span', className: 'jp-Microlib-icon' }));
+    docs.title = 'The API docs page (Swagger UI), through Jupyter';
+    head.append(name, docs);
+    const state = document.createElement('div');
+    state.className = 'jp-Microlib-hostState';
+    const local = host.url.replace(/^https?:\/\//, '');
+    state.textContent = [host.kernel_name, host.execution_state, `pid ${host.pid}`, local]
+      .filter(Boolean)
+      .join(' · ');
+    state.title = `the host serves at ${host.url}${host.api_root} inside the kernel`;
+    section.append(head, state);
 
     const api = this.api.absolute(host.api);
     section.appendChild(urlRow('API', api, 'jp-Microlib-api'));
@@ -180,12 +187,16 @@ export class MicrolibPanel extends Widget {
       version.textContent = model.active ?? 'unpublished';
       const count = document.createElement('span');
       count.className = 'jp-Microlib-count';
-      count.textContent = model.count === null ? '' : `${model.count} row${model.count === 1 ? '' : 's'}`;
-      line.append(name, version, count);
+      count.textContent =
+        model.count === null ? '' : `${model.count} row${model.count === 1 ? '' : 's'}`;
+      const endpoint = document.createElement('span');
+      endpoint.className = 'jp-Microlib-endpointName';
+      endpoint.textContent = `/${model.endpoint}`;
+      line.append(name, version, count, endpoint);
       item.appendChild(line);
 
       if (model.published) {
-        item.appendChild(urlRow(`/${model.endpoint}`, this.api.absolute(model.url), 'jp-Microlib-endpoint'));
+        item.appendChild(urlRow('', this.api.absolute(model.url), 'jp-Microlib-endpoint'));
         const actions = document.createElement('div');
         actions.className = 'jp-Microlib-actions';
         const why = host.deploy
@@ -342,15 +353,20 @@ function link(label: string, href: string, className: string): HTMLAnchorElement
 function urlRow(label: string, url: string, className: string): HTMLElement {
   const row = document.createElement('div');
   row.className = `jp-Microlib-url ${className}`;
-  const name = document.createElement('span');
-  name.className = 'jp-Microlib-urlLabel';
-  name.textContent = label;
+  if (label) {
+    const name = document.createElement('span');
+    name.className = 'jp-Microlib-urlLabel';
+    name.textContent = label;
+    row.appendChild(name);
+  }
   const anchor = link(url, url, 'jp-Microlib-urlText');
-  const copy = button('Copy', 'jp-Microlib-copy', () => {
+  const copy = button('', 'jp-Microlib-copy', () => {
     Clipboard.copyToSystem(url);
     Notification.info('URL copied', { autoClose: 1500 });
   });
+  copy.appendChild(copyIcon.element({ tag: 'span', className: 'jp-Microlib-icon' }));
   copy.title = `Copy ${url}`;
-  row.append(name, anchor, copy);
+  copy.setAttribute('aria-label', 'Copy URL');
+  row.append(anchor, copy);
   return row;
 }

@@ -89,6 +89,13 @@ class ProxyHandler(MicrolibMixin, JupyterHandler):
     _relay: asyncio.Future[None] | None = None
     _gone = False
 
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        # As for Jupyter's own API: a cross-origin request is refused (GET commands
+        # exist, and a page elsewhere must not run them with the user's cookie).
+        if not self.check_origin():
+            raise web.HTTPError(404)
+
     @web.authenticated
     async def get(self, kernel_id: str, path: str | None = None) -> None:
         await self._proxy(kernel_id)

@@ -306,6 +306,21 @@ def test_proxy_refuses_unregistered_kernels_stale_hosts_and_ports(
     assert unauthenticated.code in (302, 403)  # to the login page, or refused
 
 
+def test_proxy_refuses_cross_origin_requests(
+    served: Served, runtime: Path, run: Any, jp_fetch: Any
+) -> None:
+    registered(served, runtime)
+    path = f"microlib/proxy/{KID}/microlib/api/config"
+    # A browser: logged in by a cookie (token-authenticated scripts skip origin checks).
+    login = call(run, jp_fetch, "api", "status")
+    [cookie] = [c.split(";")[0] for c in login.headers.get_list("Set-Cookie") if "username" in c]
+    browser = {"Authorization": "", "Cookie": cookie}
+    evil = call(run, jp_fetch, path, headers={**browser, "Origin": "http://evil.example"})
+    assert evil.code == 404
+    same = call(run, jp_fetch, path, headers=browser, follow_redirects=False)
+    assert same.code == 200 and "models" in body(same)
+
+
 def test_proxy_sends_no_jupyter_credentials_and_adds_the_deploy_token_only_to_deploy_routes(
     echo: EchoServer,
     runtime: Path,
