@@ -8,6 +8,7 @@ synchronous tests that drive ``jp_asyncio_loop``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -23,6 +24,13 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403
 from microlib_kernel.jupyter_server.registry import HostRegistration, register_host
 
 EXTENSION = "microlib_kernel.jupyter_server"
+
+
+@pytest.fixture(autouse=True)
+def _jupyters_loop_is_current(jp_asyncio_loop: asyncio.AbstractEventLoop) -> None:
+    # jupyter_core caches its loop per thread, but an earlier test (anyio, asyncio.run)
+    # may have left no current loop: Tornado's IOLoop.current() needs it to be current.
+    asyncio.set_event_loop(jp_asyncio_loop)
 
 
 @pytest.fixture
