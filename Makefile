@@ -49,7 +49,7 @@ lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check microlib_kernel tests bench setup.py extension/build.py
 	$(PY) -m ruff format --check microlib_kernel tests bench setup.py extension/build.py
 	$(PY) -m mypy
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(VENV)/.installed-dev $(LABEXT) lint
 	$(PY) -m pytest

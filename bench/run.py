@@ -34,6 +34,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("secrets_cost", 300, 90),
     ("notebook_latency", 300, 120),
     ("jupyter_proxy", 300, 90),
+    ("lambda_cold_start", 600, 300),
 ]
 
 

@@ -41,6 +41,94 @@ def arguments(configure: Callable[[argparse.ArgumentParser], None]) -> Callable[
     return attach
 
 
+def _param_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        dest="parameters", help="a papermill parameter (VALUE is JSON if it parses, else text)",
+    )  # fmt: skip
+
+
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: _json_or_text(value) for name, value in args.parameters}
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to deploy at start")
+    p.add_argument("--port", type=int, help="HTTP port (default 8707; 0 picks a free one)")
+    p.add_argument("--bind", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--datasource", help="default datasource URL (default: the DuckDB file)")
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="answer with 503 /health for this long before stopping (default 1)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
+    _param_args(p)
+
+
+@subcommand("serve", "start a standalone host and deploy notebooks into it")
+@arguments(_serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import Settings
+    from .standalone import run_standalone
+
+    settings = Settings.load(datasource=args.datasource, port=args.port, bind=args.bind)
+    return run_standalone(
+        args.notebooks,
+        settings=settings,
+        parameters=_parameters(args),
+        drain_seconds=args.drain,
+        progress=not args.no_progress,
+    )
+
+
+def _deploy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("--to", dest="url", help="the host (default: MICROLIB_URL, else 127.0.0.1:8707)")
+    p.add_argument(
+        "--token",
+        help="deploy token (default: MICROLIB_DEPLOY_TOKEN, else .microlib/deploy-token here)",
+    )
+    p.add_argument(
+        "--output",
+        help="where to keep the executed notebook "
+        "(default: .microlib/deployments/<time>-<name>.ipynb)",
+    )
+    p.add_argument("--api-root", default="/microlib/api", help="the host's API root")
+    p.add_argument("--timeout", type=float, help="seconds for the whole run")
+    p.add_argument("--no-progress", action="store_true", help="no papermill progress bar")
+    _param_args(p)
+
+
+@subcommand("deploy", "run a notebook with papermill so that it deploys into a running host")
+@arguments(_deploy_args)
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .client import resolve_url
+    from .deployer import deploy_notebook, find_token
+
+    token = find_token(args.token)
+    if not token:
+        raise MicrolibError(
+            "no deploy token: pass --token, set MICROLIB_DEPLOY_TOKEN, or run where the "
+            "host wrote .microlib/deploy-token"
+        )
+    result = deploy_notebook(
+        args.notebook,
+        target=resolve_url(args.url),
+        token=token,
+        parameters=_parameters(args),
+        output=args.output,
+        progress=not args.no_progress,
+        timeout=args.timeout,
+        api_root=args.api_root,
+    )
+    print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    print(f"record: {result.output}")
+    return 0 if result.ok else 1
+
+
 def _host_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url", help="the host's URL (default: MICROLIB_URL, else http://127.0.0.1:8707)"
@@ -230,6 +318,58 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         user=prefix is None, prefix=prefix, name=args.name, display_name=args.display_name
     )
     print(f"installed kernel spec {args.name} ({args.display_name}) in {path}")
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    aws = targets.add_parser(
+        "lambda",
+        help="an AWS Lambda bundle: handler.handler, the cells as files, requirements, "
+        "a SAM template and a README",
+        description="Write a folder deployable as an AWS Lambda function serving the "
+        "notebook's models (entry point handler.handler; see its README.md).",
+    )
+    aws.add_argument(
+        "notebook", metavar="NOTEBOOK", help="the .ipynb whose %%%%microlib cells to export"
+    )
+    aws.add_argument("-o", "--output", required=True, metavar="DIR", help="the bundle folder")
+    aws.add_argument(
+        "--force", action="store_true", help="write into a non-empty folder (ours are replaced)"
+    )
+    aws.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="do not publish the cells into an in-memory host first (that runs their code)",
+    )
+    aws.add_argument(
+        "--no-package",
+        dest="package",
+        action="store_false",
+        help="do not copy microlib_kernel into the bundle (you install it there yourself)",
+    )
+    aws.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
+    aws.add_argument("--memory", type=int, default=1024, metavar="MB", help="default: 1024")
+    aws.add_argument("--timeout", type=int, default=30, metavar="S", help="default: 30")
+
+
+@subcommand("export", "export a notebook's models for another platform (AWS Lambda)")
+@arguments(_export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from .serverless.export import export_lambda
+
+    bundle = export_lambda(
+        args.notebook,
+        args.output,
+        force=args.force,
+        check=args.check,
+        package=args.package,
+        architecture=args.arch,
+        memory=args.memory,
+        timeout=args.timeout,
+    )
+    print(bundle.summary())
     return 0
 
 

@@ -1,0 +1,300 @@
+"""Notebooks as deployments: run a notebook with papermill against a host, atomically.
+
+The notebook runs in a fresh kernel (papermill, in a subprocess) whose
+``microlib_kernel`` extension is *connected* to the target host: the target URL and the
+deploy token reach the kernel through its environment (``MICROLIB_TARGET_URL``,
+``MICROLIB_DEPLOY_TOKEN``), so every ``%%microlib`` cell is streamed to the host with
+``POST /deploy``. The extension appends one JSON line per publish to the file named by
+``MICROLIB_DEPLOY_RECORD``, with what the model's routes were just before; if any cell
+fails, every model the run published is put back exactly as it was (its earlier routes,
+or unpublished if it is new), and the deployment reports the failing cell.
+
+The executed notebook is kept as the deployment record under
+``.microlib/deployments/`` with who, when, the parameters and what was published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DeployRefused, MicrolibError
+
+#: The parameter every deployed notebook receives: the target host's base URL.
+URL_PARAMETER = "microlib_url"
+KERNEL_NAME = "microlib-deploy"
+
+
+@dataclass
+class DeployResult:
+    """What a notebook deployment did."""
+
+    notebook: str
+    output: str
+    target: str
+    ok: bool
+    published: list[dict[str, Any]] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    error: str | None = None
+    failed_cell: int | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        if self.ok:
+            what = ", ".join(
+                f"{p['name']} {p['version']}" if p.get("version") else f"{p['kind']} {p['name']}"
+                for p in self.published
+            )
+            took = f"{self.seconds:.1f} s"
+            return f"deployed {self.notebook} to {self.target} in {took}: {what or 'nothing'}"
+        where = f"cell {self.failed_cell}" if self.failed_cell is not None else "the run"
+        back = f"; rolled back {', '.join(self.restored)}" if self.restored else ""
+        return f"deployment of {self.notebook} failed at {where}: {self.error}{back}"
+
+
+def who() -> str:
+    """``user@machine`` for the deployment log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def find_token(token: str | None, cwd: Path | None = None) -> str | None:
+    """``--token``, then ``MICROLIB_DEPLOY_TOKEN``, then ``.microlib/deploy-token`` in ``cwd``."""
+    if token:
+        return token
+    if os.environ.get("MICROLIB_DEPLOY_TOKEN"):
+        return os.environ["MICROLIB_DEPLOY_TOKEN"]
+    path = (cwd or Path.cwd()) / ".microlib" / "deploy-token"
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def deploy_notebook(
+    notebook: str | os.PathLike[str],
+    *,
+    target: str,
+    token: str,
+    parameters: Mapping[str, Any] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] = ".microlib",
+    progress: bool = True,
+    timeout: float | None = None,
+    kernel_timeout: float = 60.0,
+    api_root: str = "/microlib/api",
+) -> DeployResult:
+    """Run ``notebook`` with papermill so that it deploys into the host at ``target``.
+
+    Args:
+        notebook: the ``.ipynb`` to run.
+        target: the host's base URL (``http://127.0.0.1:8707``).
+        token: the host's deploy token.
+        parameters: papermill parameters (``microlib_url`` is added: the target URL).
+        output: where to keep the executed notebook (default:
+            ``HOME/deployments/<UTC time>-<name>.ipynb``).
+        home: the ``.microlib`` folder for deployment records.
+        progress: show papermill's progress bar (cell n of m) on stderr.
+        timeout: seconds for the whole run (``None``: no limit).
+        kernel_timeout: seconds papermill waits for the kernel to start.
+        api_root: the host's API root (for restoring routes after a failure).
+
+    Returns:
+        A :class:`DeployResult`; ``ok`` is false when a cell failed (and then every
+        model the run published was restored).
+
+    Raises:
+        MicrolibError: the notebook does not exist or papermill cannot run at all.
+    """
+    source = Path(notebook)
+    if not source.is_file():
+        raise MicrolibError(f"no notebook at {source}")
+    started = dt.datetime.now(dt.UTC)
+    out = Path(output) if output else _record_path(Path(home), source, started)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = {URL_PARAMETER: target, **dict(parameters or {})}
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="microlib-deploy-") as tmp:
+        record = Path(tmp) / "published.jsonl"
+        env = _kernel_env(Path(tmp), target, token, record)
+        cmd = [
+            sys.executable, "-m", "papermill", str(source), str(out),
+            "-k", KERNEL_NAME, "-y", json.dumps(params), "--cwd", str(source.parent.resolve()),
+            "--start-timeout", str(int(kernel_timeout)),
+            "--progress-bar" if progress else "--no-progress-bar",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=env,
+                timeout=timeout,
+                stdout=subprocess.PIPE,
+                stderr=None if progress else subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            code, stderr = proc.returncode, proc.stderr or ""
+        except subprocess.TimeoutExpired:
+            code, stderr = -1, f"the notebook did not finish within {timeout} s"
+        published = _read_record(record)
+    result = DeployResult(str(source), str(out), target, ok=code == 0, published=published)
+    if not result.ok:
+        cell, error = _failure(out, stderr)
+        result.failed_cell, result.error = cell, error
+        result.restored = restore(target, token, published, api_root=api_root)
+    result.seconds = time.perf_counter() - begin
+    _annotate(out, result, params, started)
+    return result
+
+
+def _record_path(home: Path, source: Path, started: dt.datetime) -> Path:
+    return home / "deployments" / f"{started:%Y%m%dT%H%M%S}-{source.stem}.ipynb"
+
+
+def _kernel_env(tmp: Path, target: str, token: str, record: Path) -> dict[str, str]:
+    """The papermill process's environment: a kernel spec that loads the extension,
+    and what the extension needs to publish to the target."""
+    from .notebook.kernelspec import kernel_json
+
+    spec = tmp / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(kernel_json(display_name="MicroLib deployment")), encoding="utf-8"
+    )
+    env = dict(os.environ)
+    paths = [str(tmp), *filter(None, env.get("JUPYTER_PATH", "").split(os.pathsep))]
+    env.update(
+        JUPYTER_PATH=os.pathsep.join(paths),
+        MICROLIB_TARGET_URL=target,
+        MICROLIB_DEPLOY_TOKEN=token,
+        MICROLIB_DEPLOY_RECORD=str(record),
+        MICROLIB_SERVE="0",  # the kernel publishes to the target, it serves nothing
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+    return env
+
+
+def _read_record(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a killed kernel: nothing was acknowledged for it
+    return out
+
+
+def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
+    """The failing cell's index and its error, from the executed notebook."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(output), as_version=4)
+    except Exception:
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        return None, lines[-1] if lines else "papermill failed"
+    for index, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return index, f"{out.get('ename')}: {out.get('evalue')}"
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return None, lines[-1] if lines else "the notebook did not run to the end"
+
+
+def restore(
+    target: str, token: str, published: list[dict[str, Any]], *, api_root: str = "/microlib/api"
+) -> list[str]:
+    """Put every model a failed run published back as it was before the run.
+
+    Models are restored to their routes before the run's *first* publish of them
+    (a run may publish a model twice); models that did not exist are unpublished.
+    Adapters, services and modules are not versioned and stay as deployed.
+
+    Returns:
+        The names of the models restored.
+    """
+    import httpx
+
+    from .client import error_from_response
+
+    first: dict[str, dict[str, Any]] = {}
+    for entry in published:
+        if entry.get("version") is None or entry.get("name") is None:
+            continue
+        first.setdefault(str(entry["name"]).lower(), entry)
+    restored = []
+    headers = {"Authorization": f"Bearer {token}"}
+    root = api_root.rstrip("/")
+    with httpx.Client(base_url=target, headers=headers, timeout=30) as client:
+        for entry in first.values():
+            previous = entry.get("previous")
+            name = entry["name"]
+            if previous and previous.get("routes"):
+                response = client.put(
+                    f"{root}/deploy/{name}/routes", json={"weights": previous["routes"]}
+                )
+            else:
+                response = client.delete(f"{root}/deploy/{name}")
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            restored.append(f"{name} → {_describe(previous)}")
+    return restored
+
+
+def _describe(previous: dict[str, Any] | None) -> str:
+    if not previous or not previous.get("routes"):
+        return "unpublished"
+    routes = previous["routes"]
+    if len(routes) == 1:
+        return str(next(iter(routes)))
+    return ", ".join(f"{v}={w:g}" for v, w in routes.items())
+
+
+def _annotate(
+    output: Path, result: DeployResult, params: dict[str, Any], started: dt.datetime
+) -> None:
+    """Write who, when, parameters and outcome into the executed notebook's metadata."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(output), as_version=4)
+    except Exception:
+        return  # papermill wrote nothing (it could not start): the result says why
+    nb.metadata["microlib"] = {
+        "who": who(),
+        "time": started.isoformat(),
+        "target": result.target,
+        "parameters": {k: v for k, v in params.items()},
+        "ok": result.ok,
+        "published": result.published,
+        "restored": result.restored,
+        "error": result.error,
+        "failed_cell": result.failed_cell,
+        "seconds": round(result.seconds, 3),
+    }
+    nbformat.write(nb, str(output))
+
+
+def check_deployable(result: DeployResult) -> None:
+    """Raise :class:`DeployRefused` for a failed deployment (for callers that prefer errors)."""
+    if not result.ok:
+        raise DeployRefused(result.summary(), cell=result.failed_cell, restored=result.restored)

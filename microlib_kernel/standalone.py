@@ -1,0 +1,98 @@
+"""``microlib serve``: a standalone host that deploys notebooks into itself and stays up.
+
+Start: open the datasource, serve the HTTP API (``/health`` says ``starting``), deploy
+each notebook in order (papermill, its own kernel, published over HTTP into this
+host), then ``/health`` says ``ok``. Stop on SIGINT/SIGTERM: ``/health`` says
+``draining`` and responses ask clients to close their connections; after the drain
+delay the server stops accepting, finishes the requests in flight, every datasource is
+flushed and closed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .deployer import deploy_notebook
+
+DEFAULT_DRAIN_SECONDS = 1.0
+
+
+def run_standalone(
+    notebooks: Sequence[str],
+    *,
+    settings: Settings,
+    parameters: Mapping[str, Any] | None = None,
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the exit code.
+
+    Args:
+        notebooks: notebooks to deploy at start, in order.
+        settings: the host's settings (datasource, port, bind, ...).
+        parameters: papermill parameters for every notebook.
+        drain_seconds: how long a stopping host keeps answering (with ``Connection:
+            close`` and a 503 ``/health``) before it stops accepting connections.
+        progress: show papermill progress bars.
+        stop: set it to stop (tests); by default SIGINT/SIGTERM set it.
+        say: where status lines go.
+    """
+    from .host import Host
+
+    stop = stop or _signal_event()
+    host = Host(settings=settings)
+    try:
+        host.starting = True
+        url = host.serve()
+        say(
+            f"microlib: serving {host.api_url} ({host.datasource.describe()}); "
+            f"deploy token in {settings.home_path / 'deploy-token'}"
+        )
+        for notebook in notebooks:
+            result = deploy_notebook(
+                notebook,
+                target=url,
+                token=host.deploy_token,
+                parameters=parameters,
+                home=settings.home_path,
+                progress=progress,
+                api_root=settings.api_root,
+            )
+            say(f"microlib: {result.summary()}")
+            if not result.ok:
+                say(
+                    f"microlib: not serving: {Path(notebook).name} failed; "
+                    f"the record is {result.output}"
+                )
+                return 1
+        host.starting = False
+        say(
+            f"microlib: ready ({len(host.registry.entries())} model(s)); "
+            "stop with Ctrl-C or SIGTERM"
+        )
+        while not stop.wait(0.5):
+            pass
+        say("microlib: draining")
+        host.draining = True
+        time.sleep(max(0.0, drain_seconds))
+        return 0
+    finally:
+        host.close()
+        say("microlib: stopped")
+
+
+def _signal_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (handlers only work on the main thread)."""
+    event = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: event.set())
+    return event
