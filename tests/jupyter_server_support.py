@@ -27,7 +27,7 @@ EXTENSION = "microlib_kernel.jupyter_server"
 
 
 @pytest.fixture(autouse=True)
-def _jupyters_loop_is_current(jp_asyncio_loop: asyncio.AbstractEventLoop) -> None:
+def jp_loop_is_current(jp_asyncio_loop: asyncio.AbstractEventLoop) -> None:
     # jupyter_core caches its loop per thread, but an earlier test (anyio, asyncio.run)
     # may have left no current loop: Tornado's IOLoop.current() needs it to be current.
     asyncio.set_event_loop(jp_asyncio_loop)
