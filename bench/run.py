@@ -35,6 +35,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("notebook_latency", 300, 120),
     ("jupyter_proxy", 300, 90),
     ("lambda_cold_start", 600, 300),
+    ("publish_latency", 300, 90),
 ]
 
 

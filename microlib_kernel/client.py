@@ -81,7 +81,9 @@ class HostClient:
 
     Args:
         url: the host's base URL (as ``host.url``); ``None``: :func:`resolve_url`.
-        token: an API token (``Authorization: Bearer``), when the host has auth on.
+        token: an API token (``Authorization: Bearer``), when the host has auth on; also
+            the deploy token when ``deploy_token`` is not given.
+        deploy_token: the token the deploy routes need (the host's deploy token).
         api_root: the API's path prefix.
         timeout: seconds per request.
     """
@@ -93,6 +95,7 @@ class HostClient:
         *,
         api_root: str = DEFAULT_API_ROOT,
         timeout: float = 30.0,
+        deploy_token: str | None = None,
     ) -> None:
         self.url = resolve_url(url).rstrip("/")
         self.api_root = root = api_root.rstrip("/")
@@ -100,6 +103,8 @@ class HostClient:
             self.url = self.url[: -len(root)]
         base = self.url + root
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        deploy = deploy_token or token
+        self._deploy_headers = {"Authorization": f"Bearer {deploy}"} if deploy else {}
         self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -190,6 +195,70 @@ class HostClient:
     def health(self) -> dict[str, Any]:
         """``/health`` (raises ``ServiceUnavailable`` while starting or draining)."""
         return dict(self._json("GET", "/health"))
+
+    # -- deployments (the deploy token) ----------------------------------------------------
+
+    def _deploy(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self._json(method, path, headers=self._deploy_headers, **kwargs)
+        except MicrolibError as exc:
+            if exc.status == 400 and not isinstance(exc, errors.DeployRefused):
+                refused = errors.DeployRefused(exc.message, **exc.details)
+                refused.status = 400
+                raise refused from None
+            raise
+
+    def deploy(
+        self,
+        source: str,
+        *,
+        kind: str = "model",
+        name: str | None = None,
+        version: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Run ``source`` on the host and publish what it defines (all or nothing).
+
+        Args:
+            source: Python source text (a model, adapter, service or module).
+            kind: ``model``, ``adapter``, ``service`` or ``module``.
+            name: required for adapters, services and modules.
+            version: pin the version of every model (default: the next patch).
+
+        Returns:
+            ``[{"name", "version", "endpoint"}]`` (``version`` and ``endpoint`` are
+            ``None`` for adapters, services and modules).
+
+        Raises:
+            DeployRefused: the host refused it (``line`` in ``details`` when the
+                error has a line in the source); nothing changed.
+            Unauthorized: a missing or wrong deploy token.
+        """
+        body: dict[str, Any] = {"kind": kind, "source": source}
+        if name is not None:
+            body["name"] = name
+        if version is not None:
+            body["version"] = version
+        return list(self._deploy("POST", "/deploy", json=body)["published"])
+
+    def rollback(self, model: str, version: str | None = None) -> dict[str, Any]:
+        """Route all of ``model``'s traffic to ``version`` (default: the one before the
+        active one); returns its ``/config`` entry."""
+        body = {"version": version} if version is not None else {}
+        return dict(self._deploy("POST", f"/deploy/{quote(model, safe='')}/rollback", json=body))
+
+    def route(self, model: str, weights: dict[str, float]) -> dict[str, Any]:
+        """Split ``model``'s traffic by weight (``{"1.0.0": 90, "1.0.1": 10}``); returns
+        its ``/config`` entry."""
+        path = f"/deploy/{quote(model, safe='')}/routes"
+        return dict(self._deploy("PUT", path, json={"weights": weights}))
+
+    def unpublish(self, model: str) -> dict[str, Any]:
+        """Remove ``model``'s endpoints (its data stays); returns its ``/config`` entry."""
+        return dict(self._deploy("DELETE", f"/deploy/{quote(model, safe='')}"))
+
+    def deployments(self) -> builtins.list[dict[str, Any]]:
+        """The host's deployment log (``time``, ``kind``, ``names``, ``versions``, ``who``)."""
+        return list(self._deploy("GET", "/deploy")["deployments"])
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ def run_source(
     module.__file__ = filename
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     try:
-        code = compile(source, filename, "exec", dont_inherit=True)
+        code = compile(_tree(source, kind, name), filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise DeployRefused(
             f"{kind} source does not compile: line {exc.lineno}: {exc.msg}",
@@ -106,6 +106,25 @@ def run_source(
             kind=kind,
         ) from None
     return module
+
+
+#: Where a service source's trailing expression is kept (so it is evaluated once).
+SERVICE_RESULT = "__microlib_service__"
+
+
+def _tree(source: str, kind: str, name: str | None) -> ast.Module:
+    """The source's syntax tree; a service's trailing expression becomes an assignment.
+
+    Raises:
+        SyntaxError: the source does not parse.
+    """
+    tree = ast.parse(source)
+    last = tree.body[-1] if tree.body else None
+    if kind == "service" and isinstance(last, ast.Expr):
+        target = ast.Name(SERVICE_RESULT, ast.Store())
+        tree.body[-1] = ast.copy_location(ast.Assign([target], last.value), last)
+        ast.fix_missing_locations(tree)
+    return tree
 
 
 def source_line(exc: BaseException, filename: str) -> int | None:
@@ -137,11 +156,8 @@ def service_object(source: str, module: types.ModuleType, name: str) -> Any:
     """
     if name in vars(module):
         return vars(module)[name]
-    tree = ast.parse(source)
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        expr = ast.Expression(tree.body[-1].value)
-        code = compile(expr, module.__file__ or "<service>", "eval")
-        return eval(code, module.__dict__)
+    if SERVICE_RESULT in vars(module):  # the trailing expression, evaluated once by the run
+        return vars(module)[SERVICE_RESULT]
     raise DeployRefused(
         f"service source defines no object: end it with an expression or assign a variable "
         f"named {name!r}"

@@ -14,13 +14,15 @@ no global host: scripts and tests create their own, and two hosts never see each
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import collections
 import datetime as dt
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import ValidationError
 
@@ -127,6 +129,11 @@ class Host:
         self._change_listeners: list[Callable[[Change], None]] = []
         self._deploy_token: str | None = None
         self.deployments: collections.deque[Deployment] = collections.deque(maxlen=1000)
+        # One publish (or rollback, route, unpublish) at a time: versions are numbered
+        # and swapped in order, and two deploys of one model never interleave.
+        self._deploy_lock = asyncio.Lock()
+        self._table_schemas: dict[tuple[int, str], TableSchema] = {}
+        self._table_columns: dict[tuple[int, str], set[str]] = {}
         self._closed = False
         self.loop = HostLoop()
         try:
@@ -212,17 +219,17 @@ class Host:
         Args:
             who: recorded in the deployment log (``GET /deploy``).
         """
-        published = await self._publish(obj, kind=kind, name=name, version=version)
+        async with self._deploy_lock:
+            published = await self._publish(obj, kind=kind, name=name, version=version)
+            self._log(kind, [p.name for p in published], [p.version for p in published], who)
+        return published
+
+    def _log(self, kind: str, names: list[str], versions: list[str | None], who: str) -> None:
         self.deployments.append(
             Deployment(
-                time=dt.datetime.now(dt.UTC),
-                kind=kind,
-                names=[p.name for p in published],
-                versions=[p.version for p in published],
-                who=who,
+                time=dt.datetime.now(dt.UTC), kind=kind, names=names, versions=versions, who=who
             )
         )
-        return published
 
     async def _publish(
         self,
@@ -244,23 +251,28 @@ class Host:
             )
         if kind != "model" and not (isinstance(name, str) and name.isidentifier()):
             raise DeployRefused(f"publishing a {kind} needs a name that is a Python identifier")
+        # The source runs in a worker thread: whatever it does at import time (a slow
+        # import, a big computation) never stalls the loop that serves requests.
         if kind == "model":
-            module = run_source(obj, kind="model", name=name)
+            module = await asyncio.to_thread(run_source, obj, kind="model", name=name)
             classes = models_defined(module)
             if not classes:
                 raise DeployRefused("the model source defines no Model subclass")
-            return await self._publish_models(classes, version, obj)
+            try:
+                return await self._publish_models(classes, version, obj)
+            except DeployRefused as exc:
+                raise with_class_line(exc, obj, classes) from None
         assert name is not None
         if kind == "adapter":
-            module = run_source(obj, kind="adapter", name=name)
+            module = await asyncio.to_thread(run_source, obj, kind="adapter", name=name)
             bound = self.adapters.register_module(name, vars(module), module.__name__)
             if not bound:
                 raise DeployRefused(f"adapter source {name} defines no function")
         elif kind == "service":
-            module = run_source(obj, kind="service", name=name)
-            self.services.register(name, service_object(obj, module, name))
+            service = await asyncio.to_thread(_run_service, obj, name)
+            self.services.register(name, service)
         else:
-            install_module(name, obj)
+            await asyncio.to_thread(install_module, name, obj)
         return [Published(name, None, None)]
 
     async def _publish_models(
@@ -291,7 +303,7 @@ class Host:
             await self.secrets.check_stored(mv, store)
             prepared.append((mv, store, schema))
         for mv, store, schema in prepared:
-            await store.ensure_table(schema)
+            await self._ensure_table(store, schema)
             repo = self._repos.get(schema.name)
             if repo is None or repo.store is not store:
                 repo = Repository(
@@ -300,6 +312,7 @@ class Host:
                 repo.codec = self.secrets.codec(schema.name)
                 self._repos[schema.name] = repo
             repo.model = mv.name
+            repo.defaults = column_defaults(self.registry.find(mv.name), mv)
             if mv.spec.has_migrate:
                 await self._migrate(mv, repo)
         out = []
@@ -314,6 +327,28 @@ class Host:
             out.append(Published(mv.name, mv.version, mv.spec.endpoint))
             log.info("published %s %s at %s", mv.name, mv.version, mv.spec.endpoint)
         return out
+
+    async def _columns(self, store: DataSource, table: str) -> set[str]:
+        """The table's columns (remembered: this host is the table's only writer)."""
+        known = self._table_columns.get((id(store), table))
+        if known is None:
+            known = self._table_columns[(id(store), table)] = set(await store.columns(table))
+        return set(known)
+
+    async def _ensure_table(self, store: DataSource, schema: TableSchema) -> None:
+        """Create or grow the table, unless the last publish already made it so.
+
+        A republish that changes no column (the usual hot redeploy) then costs no DDL:
+        on DuckDB, DDL runs on the writer thread, and writes would wait for it.
+        """
+        key = (id(store), schema.name)
+        if self._table_schemas.get(key) == schema:
+            return
+        await store.ensure_table(schema)
+        self._table_schemas[key] = schema
+        columns = self._table_columns.get(key)
+        if columns is not None:
+            columns.update(c.name for c in schema.columns)
 
     def _check_binding(self, cls: type[Model]) -> None:
         owner = getattr(cls.__microlib_runtime__, "host", None)
@@ -331,7 +366,7 @@ class Host:
         Only what changed is checked, so a republish of an unchanged model costs a
         metadata query, not a scan.
         """
-        columns = await store.columns(schema.name)
+        columns = await self._columns(store, schema.name)
         if not columns:
             return
         if not mv.spec.has_migrate:
@@ -356,7 +391,7 @@ class Host:
                 continue
             info = mv.cls.model_fields[col.name]
             old = prev.model_fields.get(col.name) if prev is not None else None
-            if old is not None and repr(old.annotation) == repr(info.annotation):
+            if old is not None and _field_type(old) == _field_type(info):
                 continue
             if old is None and prev is None and store.sql_engine() is not None:
                 continue  # first publish in this process: ensure_table checks the SQL types
@@ -364,7 +399,7 @@ class Host:
             if not bad:
                 if records is None:
                     records = await store.records(schema.name)
-                bad = _invalid_values(info.annotation, col.name, records)
+                bad = _invalid_values(_annotated(info), col.name, records)
             if bad:
                 raise DeployRefused(
                     f"{mv.name} {mv.version} changes field {col.name!r} in a way stored rows do "
@@ -401,10 +436,13 @@ class Host:
         """Remove a model's endpoints (its table and data stay; SQL still reads it)."""
         self.loop.run(self.unpublish_async(name))
 
-    async def unpublish_async(self, name: str) -> ModelEntry:
-        entry = self.registry.unpublish(name)
-        self.events.off_owner(("model", entry.name.lower()))
-        self.ports.sync(entry)
+    async def unpublish_async(self, name: str, *, who: str = "python") -> ModelEntry:
+        """:meth:`unpublish` on the host loop; ``who`` goes to the deployment log."""
+        async with self._deploy_lock:
+            entry = self.registry.unpublish(name)
+            self.events.off_owner(("model", entry.name.lower()))
+            self.ports.sync(entry)
+            self._log("unpublish", [entry.name], [None], who)
         return entry
 
     def rollback(self, name: str, version: str | None = None) -> dict[str, Any]:
@@ -415,19 +453,29 @@ class Host:
         """
         return self.loop.run(self.rollback_async(name, version))
 
-    async def rollback_async(self, name: str, version: str | None = None) -> dict[str, Any]:
-        entry = self.registry.rollback(name, version)
-        self.ports.sync(entry)
-        return self.config_entry(entry)
+    async def rollback_async(
+        self, name: str, version: str | None = None, *, who: str = "python"
+    ) -> dict[str, Any]:
+        """:meth:`rollback` on the host loop; ``who`` goes to the deployment log."""
+        async with self._deploy_lock:
+            entry = self.registry.rollback(name, version)
+            self.ports.sync(entry)
+            self._log("rollback", [entry.name], [entry.active], who)
+            return self.config_entry(entry)
 
     def route(self, name: str, weights: Mapping[str, float]) -> dict[str, Any]:
         """Split traffic by weight, e.g. ``{"1.0.0": 90, "1.0.1": 10}`` (sticky per id)."""
         return self.loop.run(self.route_async(name, weights))
 
-    async def route_async(self, name: str, weights: Mapping[str, float]) -> dict[str, Any]:
-        entry = self.registry.route(name, weights)
-        self.ports.sync(entry)
-        return self.config_entry(entry)
+    async def route_async(
+        self, name: str, weights: Mapping[str, float], *, who: str = "python"
+    ) -> dict[str, Any]:
+        """:meth:`route` on the host loop; ``who`` goes to the deployment log."""
+        async with self._deploy_lock:
+            entry = self.registry.route(name, weights)
+            self.ports.sync(entry)
+            self._log("route", [entry.name], list(entry.routes), who)
+            return self.config_entry(entry)
 
     def model(self, name: str, version: str | None = None) -> type[Model]:
         """The class of a published model (its active version, or ``version``)."""
@@ -591,6 +639,12 @@ class Host:
                 await store.close()
             except Exception:
                 log.exception("closing %s failed", store.describe())
+        try:
+            # The loop's worker threads (sources run at publish, sync commands, SQL)
+            # end with the host, not at interpreter exit.
+            await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 10)
+        except TimeoutError:
+            log.warning("worker threads still busy at close")
 
     def __enter__(self) -> Host:
         return self
@@ -612,8 +666,60 @@ class Host:
         return f"{self.url}{self.settings.api_root}" if self.url else None
 
 
+def column_defaults(entry: ModelEntry | None, mv: ModelVersion) -> dict[str, Any]:
+    """Non-null field defaults of every kept version of a model (the newest wins)."""
+    versions = [*(entry.versions.values() if entry is not None else ()), mv]
+    out: dict[str, Any] = {}
+    for version in versions:
+        for name, f in version.spec.fields.items():
+            if f.has_default and f.default is not None:
+                out[name] = f.default
+            else:
+                out.pop(name, None)
+    return out
+
+
+def _run_service(source: str, name: str) -> Any:
+    return service_object(source, run_source(source, kind="service", name=name), name)
+
+
+def with_class_line(exc: DeployRefused, source: str, classes: list[type[Model]]) -> DeployRefused:
+    """``exc`` with the ``line`` of the source's class it names (if it names one).
+
+    Refusals found after the source ran (a schema change the stored rows do not fit,
+    an endpoint taken) name the model; the line of its ``class`` statement tells the
+    author where to look, as for errors raised while the source runs.
+    """
+    if "line" in exc.details:
+        return exc
+    lines = class_lines(source)
+    for cls in classes:
+        if re.search(rf"\b{re.escape(cls.__name__)}\b", exc.message) and cls.__name__ in lines:
+            return DeployRefused(exc.message, **exc.details, line=lines[cls.__name__])
+    return exc
+
+
+def class_lines(source: str) -> dict[str, int]:
+    """Top-level class name -> the line of its ``class`` statement."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    return {n.name: n.lineno for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
 def _is_model_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Model)
+
+
+def _field_type(info: Any) -> str:
+    """A field's type with its constraints (``Field(gt=0)`` lands in ``metadata``)."""
+    return repr((info.annotation, info.metadata))
+
+
+def _annotated(info: Any) -> Any:
+    """The annotation a stored value must validate as, constraints included."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
 def _invalid_values(annotation: Any, name: str, records: list[dict[str, Any]]) -> list[str]:

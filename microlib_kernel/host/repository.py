@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import copy
 import datetime as dt
 import inspect
 import json
@@ -145,6 +146,12 @@ class Repository:
         self.cache = cache
         self.events = events
         self.codec = RecordCodec()
+        #: Column -> default (JSON) of fields some published version declares. A create
+        #: by a version without the field stores the default, not NULL: while routes
+        #: split traffic, or during a publish that adds a column, an older version's
+        #: rows must read back in the newer version as the default, like the rows the
+        #: column was added to.
+        self.defaults: dict[str, Any] = {}
         self._on_change = on_change
         self._locks = _Locks()
 
@@ -191,6 +198,14 @@ class Repository:
         instance = self.materialize(mv, record)
         self.cache.put(self.table, id, instance)
         return instance
+
+    def _encode_new(self, instance: Model) -> dict[str, Any]:
+        """The record of a new instance, with the defaults of columns its version lacks."""
+        record = self.codec.encode(instance)
+        for name, value in self.defaults.items():
+            if name not in record:
+                record[name] = copy.deepcopy(value)
+        return record
 
     def _emit(self, name: str, instance: Model, data: Callable[[], Any]) -> None:
         self.events.publish(
@@ -309,7 +324,7 @@ class Repository:
             return instance, True
 
     async def _commit_new(self, instance: Model) -> None:
-        record = self.codec.encode(instance)
+        record = self._encode_new(instance)
         await self.store.write(
             WriteOp("upsert", self.table, instance.id, record, expect_revision=0)
         )
@@ -333,7 +348,7 @@ class Repository:
             except Exception as exc:
                 outcomes.append(exc)
                 continue
-            valid.append((len(outcomes), instance, self.codec.encode(instance)))
+            valid.append((len(outcomes), instance, self._encode_new(instance)))
             outcomes.append(instance)
         if not valid:
             return outcomes
@@ -354,7 +369,7 @@ class Repository:
     ) -> builtins.list[Model]:
         """Validate every row first (all or nothing), then write them in bulk."""
         instances = [self._new(mv, row, new_id()) for row in rows]
-        records = [self.codec.encode(i) for i in instances]
+        records = [self._encode_new(i) for i in instances]
         await self.store.write_many(
             [
                 WriteOp("upsert", self.table, i.id, r, expect_revision=0)

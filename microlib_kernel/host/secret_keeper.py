@@ -106,6 +106,8 @@ class SecretKeeper:
             before = set(entry.latest().spec.secret_fields)
             plain = (before - secret) & set(mv.spec.fields)
             secret = secret - before
+        if not secret and not plain:
+            return  # no field changed its secrecy: nothing stored can disagree
         columns = await store.columns(mv.spec.endpoint)
         secret &= columns
         plain &= columns

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 TOKEN_FILE = "deploy-token"
@@ -26,7 +27,9 @@ def load_or_create_token(home: Path, configured: str | None) -> str:
     if existing:
         return existing
     home.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = "-"
+    while token.startswith("-"):  # "--token -x..." would read as an option on command lines
+        token = secrets.token_urlsafe(32)
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -48,3 +51,27 @@ def token_matches(given: str | None, expected: str) -> bool:
     if not given:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def find_deploy_token(
+    given: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> str | None:
+    """The deploy token a client sends: ``given``, else ``MICROLIB_DEPLOY_TOKEN``, else
+    the one in ``.microlib/deploy-token`` under ``cwd`` (a host started there wrote it).
+
+    Returns:
+        The token, or ``None`` when none of the three has one.
+    """
+    if given:
+        return given
+    env = os.environ if env is None else env
+    if env.get("MICROLIB_DEPLOY_TOKEN"):
+        return env["MICROLIB_DEPLOY_TOKEN"]
+    path = Path(cwd if cwd is not None else os.getcwd()) / ".microlib" / TOKEN_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None

@@ -23,6 +23,7 @@ from .errors import EXCEPTION_HANDLERS, InternalErrors
 from .openapi import OpenAPICache
 from .responses import JSONResponse
 from .routes_admin import AdminRoutes
+from .routes_deploy import DeployRoutes
 from .routes_models import ModelRoutes
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     routes: list[BaseRoute] = [
         *ModelRoutes(host).routes(),
         *AdminRoutes(host, stopping, keepalive).routes(),
+        *DeployRoutes(host).routes(),
         Route(f"{root}/openapi.json", openapi_json, methods=["GET"]),
         *docs_routes(root),
     ]

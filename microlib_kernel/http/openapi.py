@@ -33,6 +33,7 @@ from .openapi_common import (
     json_content,
     ref,
 )
+from .openapi_deploy import DEPLOY_PATHS, DEPLOY_SCHEMAS, DEPLOY_SECURITY
 
 if TYPE_CHECKING:
     from ..host.host import Host
@@ -79,8 +80,9 @@ def build_openapi(host: Host) -> dict[str, Any]:
     auth = bool(host.settings.auth_tokens)
     schemas: dict[str, Any] = copy.deepcopy(COMMON_SCHEMAS)
     paths: dict[str, Any] = {}
-    for path, item in ADMIN_PATHS.items():
+    for path, item in {**ADMIN_PATHS, **DEPLOY_PATHS}.items():
         paths[root + path] = copy.deepcopy(item)
+    schemas.update(copy.deepcopy(DEPLOY_SCHEMAS))
     if auth:
         paths[root + "/health"]["get"]["security"] = []
         for path in ("/config", "/events", "/sql"):
@@ -105,12 +107,16 @@ def build_openapi(host: Host) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "tags": [*tags, {"name": "host", "description": "The host itself"}],
+        "tags": [
+            *tags,
+            {"name": "host", "description": "The host itself"},
+            {"name": "deploy", "description": "Code streaming and versions (the deploy token)"},
+        ],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(DEPLOY_SECURITY)},
     }
     if auth:
-        doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        doc["components"]["securitySchemes"]["bearerAuth"] = {"type": "http", "scheme": "bearer"}
         doc["security"] = [{"bearerAuth": []}]
     return doc
 

@@ -11,6 +11,8 @@ datasource.
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 import threading
 import weakref
 from typing import Any
@@ -19,7 +21,7 @@ from IPython.core.error import UsageError
 
 from ..errors import MicrolibError
 from .magics import MicrolibMagics
-from .session import NotebookSession
+from .session import TARGET_ENV, NotebookSession
 
 _REGISTRY_KEY = MicrolibMagics.__name__
 
@@ -74,17 +76,42 @@ def close_at_exit(session: NotebookSession) -> None:
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """Create the in-kernel host, register ``%microlib`` and print one line about it."""
+    """Create the in-kernel host, register ``%microlib`` and print one line about it.
+
+    With ``MICROLIB_TARGET_URL`` in the environment (a notebook run by ``microlib
+    deploy``), the session connects to that host at once: every ``%%microlib`` cell
+    publishes there, never here. The in-kernel host then only validates, on
+    ``memory://`` unless ``MICROLIB_DATASOURCE`` says otherwise, so it never takes the
+    lock of a database file the target host may hold.
+    """
     if session_of(ip) is not None:
         return
+    target = os.environ.get(TARGET_ENV)
+    datasource = "memory://" if target and not os.environ.get("MICROLIB_DATASOURCE") else None
     try:
-        session = NotebookSession.open(getattr(ip, _CWD_ATTR, None))
+        session = NotebookSession.open(getattr(ip, _CWD_ATTR, None), datasource)
     except MicrolibError as exc:
         raise UsageError(f"microlib: {exc.message}") from None
     setattr(ip, _CWD_ATTR, session.settings.cwd)
     ip.register_magics(MicrolibMagics(ip, session))
     close_at_exit(session)
     print(session.banner())
+    if target:
+        connect_to_target(session, target)
+
+
+def connect_to_target(session: NotebookSession, url: str) -> None:
+    """Connect to ``MICROLIB_TARGET_URL``; if it does not answer yet, stay connected
+    anyway (cells then fail with the reason), never fall back to the in-kernel host."""
+    try:
+        target = session.connect(url)
+    except MicrolibError as exc:
+        session.connect(url, check=False)
+        print(
+            f"microlib: {exc.message}; %%microlib cells will fail until it answers", file=sys.stderr
+        )
+        return
+    print(f"microlib: %%microlib cells publish to {target.api_url} ({TARGET_ENV})")
 
 
 def unload_ipython_extension(ip: Any) -> None:

@@ -10,8 +10,6 @@ only shown when the user's own code raised.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -22,70 +20,12 @@ from IPython.display import display
 from ..errors import MicrolibError
 from . import cells
 from .displays import Message, Report, Table, port_row, short
+from .subcommands import SUBCOMMANDS, Subcommand, help_text, subcommand, unknown
 
 if TYPE_CHECKING:
     from .session import NotebookSession
 
-Run = Callable[["MicrolibMagics", argparse.Namespace, str | None], Any]
-
-
-@dataclass(frozen=True)
-class Subcommand:
-    """One ``%microlib`` subcommand: its function, parser and whether it takes a cell."""
-
-    name: str
-    run: Run
-    parser: argparse.ArgumentParser
-    summary: str
-    cell: bool
-
-    @property
-    def usage(self) -> str:
-        return _clean(self.parser.format_usage())
-
-
-def _clean(text: str) -> str:
-    """IPython's argparse text without its reStructuredText ``::`` prefix."""
-    return text.strip().removeprefix("::").strip()
-
-
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def subcommand(name: str, *, cell: bool = False) -> Callable[[Run], Run]:
-    """Register a ``magic_arguments``-decorated function as ``%microlib NAME``."""
-
-    def register(fn: Run) -> Run:
-        parser: argparse.ArgumentParser = fn.parser  # type: ignore[attr-defined]
-        # IPython's help formatter prefixes usage with "%": "%microlib x" reads "%%microlib x".
-        parser.prog = f"%microlib {name}" if cell else f"microlib {name}"
-        summary = (parser.description or "").strip().splitlines()[0]
-        SUBCOMMANDS[name] = Subcommand(name, fn, parser, summary, cell)
-        return fn
-
-    return register
-
-
-def help_text(name: str | None = None) -> str:
-    """The help of one subcommand, or a summary of all (what ``%microlib?`` shows)."""
-    if name is not None:
-        sub = SUBCOMMANDS.get(name)
-        if sub is None:
-            raise UsageError(unknown(name))
-        return _clean(sub.parser.format_help())
-    lines = ["Microservice models in notebook cells, served by the in-kernel host.", ""]
-    for title, want_cell in (("Cell magics:", True), ("\nLine magics:", False)):
-        lines.append(title)
-        for sub in SUBCOMMANDS.values():
-            if sub.cell == want_cell:
-                lines.append(f"  {sub.usage}")
-                lines.append(f"      {sub.summary}")
-    lines += ["", "%microlib help SUBCOMMAND (or SUBCOMMAND -h) for its options."]
-    return "\n".join(lines)
-
-
-def unknown(name: str) -> str:
-    return f"unknown subcommand {name!r}; one of: {', '.join(SUBCOMMANDS)}"
+__all__ = ["SUBCOMMANDS", "MicrolibMagics", "Subcommand", "help_text", "subcommand", "unknown"]
 
 
 @magics_class
@@ -144,18 +84,23 @@ def _model(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Non
     """Run the cell and publish every Model subclass it defines (all or none)."""
     run = cells.run_in_user_namespace(m.shell, cell or "", "model")
     classes = cells.models_bound(run)
-    serving = m.session.serving([c.__name__ for c in classes.values()])
+    names = [c.__name__ for c in classes.values()]
     if not run.success:
         run.restore(classes)  # the names keep pointing at the classes still serving
-        raise _nothing(f"the cell raised {run.failure()}", serving)
+        raise _nothing(f"the cell raised {run.failure()}", m.session.serving(names))
     if not classes:
         raise UsageError("the cell defines no Model subclass; nothing published")
+    remote, shown = m.session.remote, list(classes.values())
     try:
-        published = m.session.publish_models(list(classes.values()), args.version)
+        if remote is None:
+            published = m.session.publish_models(shown, args.version)
+        else:  # validated here (the classes compiled), published there, from the source
+            published = remote.publish(cell or "", kind="model", version=args.version, models=names)
     except MicrolibError as exc:
         run.restore(classes)
-        raise _nothing(exc.message, serving) from None
-    display(m.session.after_publish(published, list(classes.values())))
+        raise _nothing(exc.message, m.session.serving(names)) from None
+    after = m.session.after_publish if remote is None else m.session.after_remote_publish
+    display(after(published, shown))
 
 
 @subcommand("adapter", cell=True)
@@ -170,6 +115,11 @@ def _adapter(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
     functions = cells.callables_bound(run, cell or "")
     if not functions:
         raise UsageError("the cell defines no function; nothing bound")
+    if m.session.remote is not None:
+        m.session.remote.publish(cell or "", kind="adapter", name=name)
+        bound = ", ".join(f"{name}.{f}" for f in functions)
+        display(Message(f"adapters deployed to {m.session.remote.url}: {bound}"))
+        return
     for fname, fn in functions.items():
         m.host.adapters.register(f"{name}.{fname}", fn)
     m.session.record("adapter", [f"{name}.{f}" for f in functions])
@@ -187,9 +137,13 @@ def _service(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
     if not run.success:
         raise UsageError(f"nothing registered: the cell raised {run.failure()}")
     obj = cells.service_bound(run, name)
+    m.user_ns[name] = obj
+    if m.session.remote is not None:
+        m.session.remote.publish(cell or "", kind="service", name=name)
+        display(Message(f"service {name} deployed to {m.session.remote.url}"))
+        return
     m.host.services.register(name, obj)
     m.session.record("service", [name])
-    m.user_ns[name] = obj
     display(Message(f"service {name} registered: {type(obj).__name__} (injected as {name}=)"))
 
 
@@ -201,8 +155,13 @@ def _module(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> No
     name = _identifier(args.name, "module")
     module = cells.run_module(m.shell, name, cell or "")
     m.user_ns[name] = module
-    m.session.record("module", [name])
-    display(Message(f"module microlib_modules.{name} installed (also bound as {name})"))
+    if m.session.remote is not None:
+        m.session.remote.publish(cell or "", kind="module", name=name)
+        where = f"deployed to {m.session.remote.url} and importable here"
+    else:
+        m.session.record("module", [name])
+        where = "installed"
+    display(Message(f"module microlib_modules.{name} {where} (also bound as {name})"))
 
 
 @subcommand("sql", cell=True)
@@ -215,7 +174,7 @@ def _sql(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Any:
         raise UsageError("the cell holds no query")
     if args.output is not None:
         _identifier(args.output, "-o variable")
-    result = m.host.sql(query, cells.bind_sql_parameters(query, m.user_ns))
+    result = m.session.sql(query, cells.bind_sql_parameters(query, m.user_ns))
     if args.output is not None:
         m.user_ns[args.output] = result
     return result
@@ -230,7 +189,10 @@ def _model_rows(m: MicrolibMagics, *, routes: bool) -> list[list[Any]]:
         endpoint = (f"/{item['endpoint']}", m.session.endpoint_url(item["endpoint"]))
         if routes:
             weights = ", ".join(f"{v}={w:g}" for v, w in item["routes"].items())
-            rows.append([item["name"], item["active"], ", ".join(item["versions"]), weights])
+            versions = ", ".join(item["versions"])
+            rows.append(
+                [item["name"], item["active"], versions, weights, str(item.get("deploys", ""))]
+            )
         else:
             count = "?" if item["count"] is None else str(item["count"])
             rows.append([item["name"], item["active"], count, endpoint])
@@ -241,10 +203,15 @@ def _model_rows(m: MicrolibMagics, *, routes: bool) -> list[list[Any]]:
 @magic_arguments()
 def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Report:
     """Host URL, datasource, and each model with its version, count and endpoint."""
-    api = m.host.api_url or "not serving (%microlib serve)"
-    title = (
-        f"microlib host · {m.host.datasource.describe()} · API {api}{m.session.through_jupyter()}"
-    )
+    remote = m.session.remote
+    if remote is not None:
+        title = f"microlib remote host · API {remote.api_url} (%microlib disconnect)"
+    else:
+        api = m.host.api_url or "not serving (%microlib serve)"
+        title = (
+            f"microlib host · {m.host.datasource.describe()} · API {api}"
+            f"{m.session.through_jupyter()}"
+        )
     rows = _model_rows(m, routes=False)
     note = "" if rows else "no model published yet: define one in a %%microlib model cell"
     parts = [Table(title, ["model", "version", "count", "endpoint"], rows, note)]
@@ -257,9 +224,10 @@ def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Re
 @subcommand("models")
 @magic_arguments()
 def _models(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Table:
-    """Published models, their versions and routes."""
+    """Published models, their versions, routes and deploy counts."""
     rows = _model_rows(m, routes=True)
-    return Table("", ["model", "active", "versions", "routes"], rows, "" if rows else "none")
+    headers = ["model", "active", "versions", "routes", "deploys"]
+    return Table("", headers, rows, "" if rows else "none")
 
 
 @subcommand("serve")
@@ -292,7 +260,7 @@ def _stop(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mess
 @argument("version", nargs="?", metavar="VERSION", help="default: the one before")
 def _rollback(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Make an earlier version of a model active."""
-    entry = m.host.rollback(args.model, args.version)
+    entry = m.session.rollback(args.model, args.version)
     return Message(f"{entry['name']} {entry['active']} is active")
 
 
@@ -311,7 +279,7 @@ def _route(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mes
             weights[version] = float(weight)
         except ValueError:
             raise UsageError(f"weights look like 1.0.1=10, got {item!r}") from None
-    entry = m.host.route(args.model, weights)
+    entry = m.session.route(args.model, weights)
     split = ", ".join(f"{v}={w:g}" for v, w in entry["routes"].items())
     return Message(f"{entry['name']} routes: {split}")
 
@@ -321,9 +289,36 @@ def _route(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mes
 @argument("model", metavar="MODEL", help="model class name (any case)")
 def _unpublish(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Remove a model's endpoints; its table and data stay (SQL still reads them)."""
-    m.host.unpublish(args.model)
-    entry = m.host.registry.get(args.model)
-    return Message(f"{entry.name} unpublished: /{entry.endpoint} answers 404; its data stays")
+    entry = m.session.unpublish(args.model)
+    return Message(f"{entry['name']} unpublished: /{entry['endpoint']} answers 404; its data stays")
+
+
+@subcommand("connect")
+@magic_arguments()
+@argument("url", metavar="URL", help="the remote host's base URL (http://HOST:8707)")
+@argument(
+    "--token",
+    metavar="T",
+    help="its deploy token (default: MICROLIB_DEPLOY_TOKEN, then .microlib/deploy-token); "
+    "--token=T for a token starting with -",
+)
+def _connect(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
+    """Publish %%microlib cells to a remote host instead of the in-kernel one."""
+    target = m.session.connect(args.url, args.token)
+    api = target.api_url
+    return Message(
+        f"connected to {api}: %%microlib cells run here and are published there "
+        "(%microlib disconnect to publish here again)",
+        {api: api},
+    )
+
+
+@subcommand("disconnect")
+@magic_arguments()
+def _disconnect(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
+    """Publish %%microlib cells to the in-kernel host again."""
+    url = m.session.disconnect()
+    return Message(f"disconnected from {url}; cells publish here again" if url else "not connected")
 
 
 @subcommand("events")

@@ -20,9 +20,16 @@ from .jupyter import JupyterPresence
 
 if TYPE_CHECKING:
     from ..host import Host, Published
+    from ..store.sql import SqlResult
+    from .remote import RemoteTarget
 
 #: How notebook publishes are signed in the deployment log (``GET /deploy``).
 WHO = "notebook"
+
+#: A kernel started with this variable publishes its cells to that host (``microlib deploy``).
+TARGET_ENV = "MICROLIB_TARGET_URL"
+#: While connected, each successful remote publish appends a JSON line to this file.
+RECORD_ENV = "MICROLIB_DEPLOY_RECORD"
 
 #: How many ports after the configured one the first publish tries before giving up.
 PORT_ATTEMPTS = 20
@@ -57,19 +64,45 @@ class NotebookSession:
         self.host = host
         self.closers: list[Any] = []  # dashboards and other live displays to stop at close
         self.last_serve: ServeOutcome | None = None
+        #: While set (``%microlib connect``), cells publish to this host, not to ``host``.
+        self.remote: RemoteTarget | None = None
         self.jupyter = JupyterPresence.detect()  # registration with the Jupyter server
 
     @classmethod
-    def open(cls, cwd: str | None = None) -> NotebookSession:
+    def open(cls, cwd: str | None = None, datasource: str | None = None) -> NotebookSession:
         """Create a session with a new :class:`Host` from the settings chain.
 
         Args:
             cwd: the folder relative datasource paths resolve in (default: the current one).
+            datasource: overrides the settings' datasource.
         """
         from ..host import Host
 
-        settings = Settings.load(cwd=cwd if cwd is not None else os.getcwd())
+        settings = Settings.load(cwd=cwd if cwd is not None else os.getcwd(), datasource=datasource)
         return cls(Host(settings=settings))
+
+    # -- a remote target ----------------------------------------------------------------
+
+    def connect(self, url: str, token: str | None = None, *, check: bool = True) -> RemoteTarget:
+        """Publish to the host at ``url`` from now on (``%microlib connect``).
+
+        Raises:
+            MicrolibError: it does not answer, or refuses the token.
+        """
+        from .remote import RemoteTarget
+
+        target = RemoteTarget.connect(url, token, cwd=self.settings.cwd or None, check=check)
+        self.disconnect()
+        self.remote = target
+        return target
+
+    def disconnect(self) -> str | None:
+        """Publish to the in-kernel host again; the URL left, if any."""
+        target, self.remote = self.remote, None
+        if target is None:
+            return None
+        target.close()
+        return target.url
 
     # -- serving ----------------------------------------------------------------------
 
@@ -159,6 +192,18 @@ class NotebookSession:
         docs = f"{api}/openapi.json" if api else None
         return PublishedDisplay(published_models(published, classes, urls), docs, note)
 
+    def after_remote_publish(self, published: list[Published], classes: list[type[Any]]) -> Any:
+        """A display of what a connected cell published on the remote host."""
+        from .displays import PublishedDisplay, published_models
+
+        assert self.remote is not None
+        urls: dict[str, str | None] = {
+            p.endpoint: self.remote.endpoint_url(p.endpoint) for p in published if p.endpoint
+        }
+        note = f"deployed to {self.remote.url} (%microlib disconnect publishes here again)"
+        models = published_models(published, classes, urls)
+        return PublishedDisplay(models, f"{self.remote.api_url}/openapi.json", note)
+
     def record(self, kind: str, names: list[str]) -> None:
         """Log an adapter, service or module cell in the host's deployment log."""
         from ..host.deploy import Deployment
@@ -170,10 +215,41 @@ class NotebookSession:
 
         self.host.loop.run(append())
 
+    # -- versions and SQL, on the target host -------------------------------------------
+
+    def rollback(self, model: str, version: str | None) -> dict[str, Any]:
+        if self.remote is not None:
+            return self.remote.client.rollback(model, version)
+        return self.host.loop.run(self.host.rollback_async(model, version, who=WHO))
+
+    def route(self, model: str, weights: dict[str, float]) -> dict[str, Any]:
+        if self.remote is not None:
+            return self.remote.client.route(model, weights)
+        return self.host.loop.run(self.host.route_async(model, weights, who=WHO))
+
+    def unpublish(self, model: str) -> dict[str, Any]:
+        """Unpublish ``model``; returns its ``/config`` entry."""
+        if self.remote is not None:
+            return self.remote.client.unpublish(model)
+
+        async def unpublish() -> dict[str, Any]:
+            entry = await self.host.unpublish_async(model, who=WHO)
+            return self.host.config_entry(entry)
+
+        return self.host.loop.run(unpublish())
+
+    def sql(self, query: str, params: dict[str, Any] | None) -> SqlResult:
+        if self.remote is not None:
+            return self.remote.sql(query, params)
+        return self.host.sql(query, params)
+
     # -- what the host holds (read on its loop, where its state lives) ------------------
 
     def models(self) -> list[dict[str, Any]]:
-        """``/config`` entries of the published models, each with its row ``count``."""
+        """``/config`` entries of the published models, each with its row ``count``
+        (of the remote host while connected)."""
+        if self.remote is not None:
+            return self.remote.models()
         return self.host.loop.run(self.models_async())
 
     async def models_async(self) -> list[dict[str, Any]]:
@@ -193,6 +269,8 @@ class NotebookSession:
 
         Empty when the host's port runner has no report (a build without ports).
         """
+        if self.remote is not None:
+            return self.remote.ports_report(self.remote.models())
         report = getattr(self.host.ports, "report", None)
         if report is None:
             return []
@@ -212,6 +290,8 @@ class NotebookSession:
 
     def serving(self, names: list[str]) -> str:
         """``"Order 1.0.2 keeps serving"`` for the models among ``names`` that serve."""
+        if self.remote is not None:
+            return self.remote.serving(names)
 
         async def active() -> list[str]:
             found = []
@@ -237,6 +317,8 @@ class NotebookSession:
         return f"; from the browser: {browser}" if browser != self.host.api_url else ""
 
     def endpoint_url(self, endpoint: str) -> str | None:
+        if self.remote is not None:
+            return self.remote.endpoint_url(endpoint)
         api = self.browser_api_url()
         return f"{api}/models/{endpoint}" if api else None
 
@@ -254,6 +336,7 @@ class NotebookSession:
 
     def close(self) -> None:
         """Stop live displays, the server and the host (idempotent)."""
+        self.disconnect()
         closers, self.closers = self.closers, []
         for closer in closers:
             try:

@@ -4,8 +4,10 @@ A host with three models (Order with a command and validators, Customer with a n
 type, Counter with a hook) serves on 127.0.0.1; schemathesis generates requests for
 every documented operation from ``/openapi.json`` and checks that no answer is a 5xx
 and that every answer conforms to the document (status, content type, headers, body
-schema). ``/events`` is left out: it is a stream that does not end. Bounded for CI by
-``max_examples``; a longer run is described in the README.
+schema). ``/events`` is left out: it is a stream that does not end. The deploy routes
+are fuzzed *without* the deploy token (they execute code): every answer must be a
+documented 401, and nothing may have been deployed. Bounded for CI by ``max_examples``;
+a longer run is described in the README.
 """
 
 from __future__ import annotations
@@ -84,3 +86,9 @@ def test_every_documented_operation(fuzzed: Served) -> None:
     sent, failures = fuzz(fuzzed, 20, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE))
     assert sent > 500
     assert not failures, "\n\n".join(failures)
+    log = fuzzed.host.loop.run(_deployments(fuzzed))
+    assert [who for who in log if who != "python"] == []  # no fuzzed deploy got through
+
+
+async def _deployments(served: Served) -> list[str]:
+    return [d.who for d in served.host.deployments]

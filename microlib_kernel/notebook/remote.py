@@ -1,0 +1,195 @@
+"""``%microlib connect URL``: a notebook that publishes to a host in another process.
+
+While connected, ``%%microlib`` cells still run in the notebook (so its names hold the
+classes and functions, and mistakes show as normal tracebacks), but nothing is
+published to the in-kernel host: the cell's *source* goes to the remote host through
+``POST /deploy`` (:meth:`HostClient.deploy`), which runs it in a fresh module there.
+``status``, ``models``, ``rollback``, ``route``, ``unpublish`` and ``sql`` act on the
+remote host.
+
+A kernel whose environment has ``MICROLIB_TARGET_URL`` connects when the extension
+loads (how ``microlib deploy`` runs a notebook with papermill), and every successful
+remote publish appends one JSON line to the file named by ``MICROLIB_DEPLOY_RECORD``:
+``{"name", "version", "endpoint", "kind", "previous": {"active", "routes"} | null}``,
+where ``previous`` is the model's state just before the publish (``null`` if it was not
+published) -- what a deployment runner needs to roll back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from ..client import HostClient
+from ..errors import DeployRefused, MicrolibError, Unauthorized
+from ..host.deploy import Published
+from ..host.tokens import find_deploy_token
+from .session import RECORD_ENV, TARGET_ENV
+
+__all__ = ["RECORD_ENV", "TARGET_ENV", "RemoteTarget"]
+
+
+class RemoteTarget:
+    """A remote host the notebook's cells are deployed to.
+
+    Args:
+        client: a client holding the deploy token.
+        record: the file that gets one JSON line per successful publish (or ``None``).
+    """
+
+    def __init__(self, client: HostClient, record: str | None = None) -> None:
+        self.client = client
+        self.record = record
+
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        token: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        check: bool = True,
+    ) -> RemoteTarget:
+        """Connect to ``url``; the token is ``token``, else ``MICROLIB_DEPLOY_TOKEN``, else
+        ``.microlib/deploy-token`` under ``cwd``.
+
+        Args:
+            check: make sure the host answers and takes the token (``GET /deploy``).
+
+        Raises:
+            MicrolibError: no host answers, or it refuses the token (with ``check``).
+        """
+        env = os.environ if env is None else env
+        found = find_deploy_token(token, env=env, cwd=cwd)
+        target = cls(HostClient(url, deploy_token=found), env.get(RECORD_ENV) or None)
+        if check:
+            try:
+                target.client.deployments()
+            except Unauthorized as exc:
+                target.close()
+                how = "" if found else " (no token: give --token or set MICROLIB_DEPLOY_TOKEN)"
+                raise MicrolibError(f"{target.url} refused the deploy token{how}: {exc}") from None
+            except MicrolibError:
+                target.close()
+                raise
+        return target
+
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    @property
+    def api_url(self) -> str:
+        return self.client.url + self.client.api_root
+
+    def endpoint_url(self, endpoint: str) -> str:
+        return f"{self.api_url}/models/{endpoint}"
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(
+        self,
+        source: str,
+        *,
+        kind: str,
+        name: str | None = None,
+        version: str | None = None,
+        models: Sequence[str] = (),
+    ) -> list[Published]:
+        """Deploy ``source``; ``models`` are the class names it defines (for the record).
+
+        Raises:
+            DeployRefused: the remote host refused it (the message gives the line).
+            MicrolibError: the host cannot be reached, or refuses the token.
+        """
+        previous = self._previous(models) if kind == "model" and self.record else {}
+        try:
+            published = self.client.deploy(source, kind=kind, name=name, version=version)
+        except DeployRefused as exc:
+            line = exc.details.get("line")
+            if isinstance(line, int) and f"line {line}" not in exc.message:
+                message = f"{exc.message} (line {line} of the cell)"
+                raise DeployRefused(message, **exc.details) from None
+            raise
+        out = [Published(p["name"], p["version"], p["endpoint"]) for p in published]
+        if self.record:
+            self._write_record(out, kind, previous)
+        return out
+
+    def _previous(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        wanted = {n.lower() for n in names}
+        return {
+            m["name"].lower(): {"active": m["active"], "routes": m["routes"]}
+            for m in self.client.models()
+            if m["name"].lower() in wanted
+        }
+
+    def _write_record(
+        self, published: list[Published], kind: str, previous: dict[str, dict[str, Any]]
+    ) -> None:
+        assert self.record is not None
+        lines = [
+            json.dumps(
+                {
+                    "name": p.name,
+                    "version": p.version,
+                    "endpoint": p.endpoint,
+                    "kind": kind,
+                    "previous": previous.get(p.name.lower()),
+                }
+            )
+            + "\n"
+            for p in published
+        ]
+        path = Path(self.record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # -- what the magics show and drive ---------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """``/config`` entries of the remote models, each with its row ``count``."""
+        out = []
+        for item in self.client.models():
+            try:
+                item["count"] = self.client.count(item["endpoint"])
+            except MicrolibError:
+                item["count"] = None
+            out.append(item)
+        return out
+
+    def ports_report(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows like ``host.ports.report()`` from ``/config`` entries."""
+        return [
+            {"model": m["name"], "port": name, **port}
+            for m in models
+            for name, port in (m.get("ports") or {}).items()
+        ]
+
+    def serving(self, names: list[str]) -> str:
+        """``"Order 1.0.2 keeps serving on URL"`` for the models among ``names`` that serve."""
+        try:
+            models = self.client.models()
+        except MicrolibError:
+            return ""
+        wanted = {n.lower() for n in names}
+        found = [f"{m['name']} {m['active']}" for m in models if m["name"].lower() in wanted]
+        return f"{', '.join(found)} keeps serving on {self.url}" if found else ""
+
+    def sql(self, query: str, params: dict[str, Any] | None) -> Any:
+        return self.client.sql(query, to_jsonable_python(params) if params else None)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteTarget {self.url}>"
