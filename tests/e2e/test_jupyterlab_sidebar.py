@@ -8,7 +8,6 @@ kernel); the test reads what a user sees in the sidebar.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -26,11 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.kernel, pytest.mark.browser]
 
 LABEXTENSION = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "microlib-kernel"
 
-needs_deploy_routes = pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.http.routes_deploy") is None,
-    reason="the sidebar's rollback/unpublish call the deploy routes (POST /deploy/{model}/"
-    "rollback, DELETE /deploy/{model}), built on the deploy branch and not merged yet",
-)
 
 CELLS = [
     "%load_ext microlib_kernel",
@@ -190,7 +184,6 @@ def test_the_sidebar_shows_the_kernel_host_its_models_endpoint_and_live_events(
     docs.close()
 
 
-@needs_deploy_routes
 def test_rollback_and_unpublish_from_the_sidebar(lab_page: LabPage) -> None:
     page = lab_page.page
     lab_page.run_cell(0)
@@ -214,9 +207,10 @@ def test_rollback_and_unpublish_from_the_sidebar(lab_page: LabPage) -> None:
 
     model.locator(".jp-Microlib-unpublish").click()
     page.locator(".jp-Dialog .jp-mod-accept").click()
-    page.wait_for_function(
-        "() => document.querySelector('.jp-Microlib-model[data-model=\"Order\"]')"
-        "?.dataset.published === 'false'"
+    # An unpublished model leaves the host's /config (its data stays).
+    model.wait_for(state="detached")
+    assert sidebar.locator(".jp-Microlib-host .jp-Microlib-empty").first.inner_text() == (
+        "no model published yet"
     )
     endpoint = f"{lab_page.lab.url}/microlib/proxy/{lab_page.kernel_id}/microlib/api/models/orders"
     status, _ = page.evaluate(FETCH_JSON, endpoint)

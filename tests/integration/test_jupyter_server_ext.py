@@ -8,7 +8,6 @@ also checked with a quoted base URL.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,12 +26,6 @@ from tests.jupyter_server_support import *  # noqa: F403
 from tests.jupyter_server_support import EchoServer, register
 
 KID = "3f1e6c1a-0b5e-4c1e-9a51-6a0c1b2d3e4f"
-
-needs_deploy_routes = pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.http.routes_deploy") is None,
-    reason="the deploy routes (POST /deploy/{model}/rollback, DELETE /deploy/{model}) are "
-    "built on the deploy branch and not merged yet",
-)
 
 
 @pytest.fixture
@@ -422,7 +415,6 @@ def test_an_unreachable_host_is_a_502_and_the_server_stays_up(
     assert call(run, jp_fetch, "microlib", "hosts").code == 200
 
 
-@needs_deploy_routes
 def test_rollback_and_unpublish_through_the_proxy(
     served: Served, runtime: Path, run: Any, jp_fetch: Any
 ) -> None:
