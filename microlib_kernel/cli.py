@@ -106,9 +106,10 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
 @arguments(_deploy_args)
 def cmd_deploy(args: argparse.Namespace) -> int:
     from .client import resolve_url
-    from .deployer import deploy_notebook, find_token
+    from .deployer import deploy_notebook
+    from .host.tokens import find_deploy_token
 
-    token = find_token(args.token)
+    token = find_deploy_token(args.token)
     if not token:
         raise MicrolibError(
             "no deploy token: pass --token, set MICROLIB_DEPLOY_TOKEN, or run where the "

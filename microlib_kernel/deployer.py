@@ -47,7 +47,7 @@ class DeployResult:
     published: list[dict[str, Any]] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     error: str | None = None
-    failed_cell: int | None = None
+    failed_cell: int | None = None  # 1-based, counting the notebook's own cells
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -71,19 +71,6 @@ def who() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def find_token(token: str | None, cwd: Path | None = None) -> str | None:
-    """``--token``, then ``MICROLIB_DEPLOY_TOKEN``, then ``.microlib/deploy-token`` in ``cwd``."""
-    if token:
-        return token
-    if os.environ.get("MICROLIB_DEPLOY_TOKEN"):
-        return os.environ["MICROLIB_DEPLOY_TOKEN"]
-    path = (cwd or Path.cwd()) / ".microlib" / "deploy-token"
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
 
 
 def deploy_notebook(
@@ -133,7 +120,7 @@ def deploy_notebook(
         record = Path(tmp) / "published.jsonl"
         env = _kernel_env(Path(tmp), target, token, record)
         cmd = [
-            sys.executable, "-m", "papermill", str(source), str(out),
+            sys.executable, "-m", "microlib_kernel.papermill_runner", str(source), str(out),
             "-k", KERNEL_NAME, "-y", json.dumps(params), "--cwd", str(source.parent.resolve()),
             "--start-timeout", str(int(kernel_timeout)),
             "--progress-bar" if progress else "--no-progress-bar",
@@ -203,8 +190,11 @@ def _read_record(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
+
+
 def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
-    """The failing cell's index and its error, from the executed notebook."""
+    """The failing cell (its 1-based number in the notebook as written) and its error."""
     try:
         import nbformat
 
@@ -212,10 +202,14 @@ def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
     except Exception:
         lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         return None, lines[-1] if lines else "papermill failed"
-    for index, cell in enumerate(nb.cells):
+    number = 0
+    for cell in nb.cells:
+        if _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue  # cells papermill added: not the author's numbering
+        number += 1
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                return index, f"{out.get('ename')}: {out.get('evalue')}"
+                return number, f"{out.get('ename')}: {out.get('evalue')}"
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     return None, lines[-1] if lines else "the notebook did not run to the end"
 

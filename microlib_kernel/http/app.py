@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .docs import docs_routes
+from .draining import DrainingConnections
 from .errors import EXCEPTION_HANDLERS, InternalErrors
 from .openapi import OpenAPICache
 from .responses import JSONResponse
@@ -57,7 +58,7 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(InternalErrors)],
+        middleware=[Middleware(DrainingConnections, host=host), Middleware(InternalErrors)],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.host = host
