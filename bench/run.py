@@ -33,6 +33,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("port_call", 300, 90),
     ("secrets_cost", 300, 90),
     ("notebook_latency", 300, 120),
+    ("jupyter_proxy", 300, 90),
     ("lambda_cold_start", 600, 300),
     ("publish_latency", 300, 90),
     ("polylith", 900, 300),

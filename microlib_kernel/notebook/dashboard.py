@@ -106,7 +106,9 @@ class Dashboard:
     async def _redraw(self, *, models: bool) -> None:
         host = self.session.host
         if models:
-            self.models.value = render_models(await self.session.models_async(), host.api_url)
+            self.models.value = render_models(
+                await self.session.models_async(), self.session.browser_api_url()
+            )
             api = host.api_url or "not serving"
             self.header.value = (
                 f"<b>microlib</b> · {html.escape(host.datasource.describe())} · "

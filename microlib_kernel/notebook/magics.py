@@ -208,7 +208,10 @@ def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Re
         title = f"microlib remote host · API {remote.api_url} (%microlib disconnect)"
     else:
         api = m.host.api_url or "not serving (%microlib serve)"
-        title = f"microlib host · {m.host.datasource.describe()} · API {api}"
+        title = (
+            f"microlib host · {m.host.datasource.describe()} · API {api}"
+            f"{m.session.through_jupyter()}"
+        )
     rows = _model_rows(m, routes=False)
     note = "" if rows else "no model published yet: define one in a %%microlib model cell"
     parts = [Table(title, ["model", "version", "count", "endpoint"], rows, note)]
@@ -234,8 +237,14 @@ def _models(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Ta
 def _serve(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Start the background HTTP API (it starts by itself on the first publish)."""
     outcome = m.session.serve(args.port, args.bind)
-    api = m.host.api_url
-    return Message(f"{outcome.message()} (API {api})", {api: api})
+    api, browser = m.host.api_url, m.session.browser_api_url()
+    return Message(
+        f"{outcome.message()} (API {api}{m.session.through_jupyter()})",
+        {
+            api: api,
+            **({browser: browser} if browser else {}),
+        },
+    )
 
 
 @subcommand("stop")

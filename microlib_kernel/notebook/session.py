@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import MicrolibError
+from .jupyter import JupyterPresence
 
 if TYPE_CHECKING:
     from ..host import Host, Published
@@ -65,6 +66,7 @@ class NotebookSession:
         self.last_serve: ServeOutcome | None = None
         #: While set (``%microlib connect``), cells publish to this host, not to ``host``.
         self.remote: RemoteTarget | None = None
+        self.jupyter = JupyterPresence.detect()  # registration with the Jupyter server
 
     @classmethod
     def open(cls, cwd: str | None = None, datasource: str | None = None) -> NotebookSession:
@@ -109,7 +111,7 @@ class NotebookSession:
         return self.host.settings
 
     def serve(self, port: int | None = None, bind: str | None = None) -> ServeOutcome:
-        """Start the HTTP API (idempotent).
+        """Start the HTTP API (idempotent) and register it with the Jupyter server.
 
         With ``port`` given, only that port is tried. Without it, the configured port is
         tried first, then the next ones while they are busy.
@@ -117,6 +119,12 @@ class NotebookSession:
         Raises:
             MicrolibError: the server cannot start (the message says why).
         """
+        outcome = self._serve(port, bind)
+        if outcome.started:
+            self.jupyter.register(self.host)
+        return outcome
+
+    def _serve(self, port: int | None, bind: str | None) -> ServeOutcome:
         if self.host.url is not None:
             if port not in (None, 0) and not self.host.url.endswith(f":{port}"):
                 raise MicrolibError(
@@ -157,6 +165,7 @@ class NotebookSession:
     def stop(self) -> bool:
         """Stop the HTTP API; whether it was running."""
         was = self.host.url is not None
+        self.jupyter.unregister()
         self.host.stop_serving()
         return was
 
@@ -173,13 +182,13 @@ class NotebookSession:
         note = ""
         try:
             outcome = self.serve_after_publish()
-            note = f"API {outcome.message()}" if outcome else ""
+            note = f"API {outcome.message()}{self.through_jupyter()}" if outcome else ""
         except MicrolibError as exc:
             note = f"published, but the API did not start: {exc.message}"
         if self.host.url is None and not note:
             note = "API not serving (MICROLIB_SERVE=0): %microlib serve starts it"
         urls = {p.endpoint: self.endpoint_url(p.endpoint) for p in published if p.endpoint}
-        api = self.host.api_url
+        api = self.browser_api_url()
         docs = f"{api}/openapi.json" if api else None
         return PublishedDisplay(published_models(published, classes, urls), docs, note)
 
@@ -297,10 +306,20 @@ class NotebookSession:
 
     # -- text -------------------------------------------------------------------------
 
+    def browser_api_url(self) -> str | None:
+        """The API root to show: through Jupyter's proxy under a Jupyter server that runs
+        the microlib server extension, else the host's own URL (``None``: not serving)."""
+        return self.jupyter.browser_api_url(self.host)
+
+    def through_jupyter(self) -> str:
+        """``"; from the browser: /microlib/proxy/<kernel>/microlib/api"`` when proxied."""
+        browser = self.browser_api_url()
+        return f"; from the browser: {browser}" if browser != self.host.api_url else ""
+
     def endpoint_url(self, endpoint: str) -> str | None:
         if self.remote is not None:
             return self.remote.endpoint_url(endpoint)
-        api = self.host.api_url
+        api = self.browser_api_url()
         return f"{api}/models/{endpoint}" if api else None
 
     def banner(self) -> str:
@@ -324,6 +343,7 @@ class NotebookSession:
                 closer.close()
             except Exception:  # a broken widget must not keep the host open
                 pass
+        self.jupyter.unregister()
         self.host.close()
 
 
