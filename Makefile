@@ -42,8 +42,10 @@ $(VENV)/.installed-dev: pyproject.toml setup.py | $(PY)
 install: $(VENV)/.installed $(LABEXT)
 dev: $(VENV)/.installed-dev $(LABEXT)
 
+# A standalone host on the embedded DuckDB default (.microlib/microlib.duckdb) serving the
+# example notebook (papermill deploys it into the host); Ctrl-C stops it cleanly.
 demo: $(VENV)/.installed
-	$(PY) -m microlib_kernel.demo
+	$(VENV)/bin/microlib serve notebooks/orders_service.ipynb
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check microlib_kernel tests bench setup.py extension/build.py

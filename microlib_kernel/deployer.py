@@ -160,9 +160,10 @@ def _kernel_env(tmp: Path, target: str, token: str, record: Path) -> dict[str, s
 
     spec = tmp / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(kernel_json(display_name="MicroLib deployment")), encoding="utf-8"
-    )
+    spec_json = kernel_json(display_name="MicroLib deployment")
+    # The kernel's "running over TCP without encryption" warning is noise on loopback.
+    spec_json["argv"].append("--IPKernelApp.log_level=ERROR")
+    (spec / "kernel.json").write_text(json.dumps(spec_json), encoding="utf-8")
     env = dict(os.environ)
     paths = [str(tmp), *filter(None, env.get("JUPYTER_PATH", "").split(os.pathsep))]
     env.update(

@@ -74,9 +74,11 @@ def run_standalone(
                 )
                 return 1
         host.starting = False
+        for entry in host.registry.entries():
+            say(f"microlib: {entry.name} {entry.active} at {host.api_url}/models/{entry.endpoint}")
         say(
-            f"microlib: ready ({len(host.registry.entries())} model(s)); "
-            "stop with Ctrl-C or SIGTERM"
+            f"microlib: ready ({len(host.registry.entries())} model(s)); API docs at "
+            f"{host.api_url}/docs; stop with Ctrl-C or SIGTERM"
         )
         while not stop.wait(0.5):
             pass
