@@ -37,6 +37,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("lambda_cold_start", 600, 300),
     ("publish_latency", 300, 90),
     ("polylith", 900, 300),
+    ("kernel_gateway", 600, 240),
     ("http_bench", 900, 240),
 ]
 

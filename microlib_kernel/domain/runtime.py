@@ -8,7 +8,7 @@ operations say so clearly instead of failing deep inside.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ class ModelRuntime(Protocol):
 
     version: str
 
-    async def create(self, data: dict[str, Any], *, id: str | None = None) -> Model: ...
+    def create(self, data: dict[str, Any], *, id: str | None = None) -> Awaitable[Model]: ...
 
     async def create_many(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[Model]: ...
 

@@ -100,7 +100,19 @@ class HostLoop:
             return outcome
         return await self._send(current, ("batch", batch_fn, item))
 
-    async def _send(self, caller: asyncio.AbstractEventLoop, request: tuple[Any, ...]) -> Any:
+    def submit_batched(
+        self,
+        batch_fn: Callable[[list[Any]], Awaitable[list[Any]]],
+        item: Any,
+        caller: asyncio.AbstractEventLoop,
+    ) -> asyncio.Future[Any]:
+        """:meth:`call_batched` from another loop, as a future of ``caller`` (not a
+        coroutine): ``asyncio.gather`` of many of them creates no task per call."""
+        return self._send(caller, ("batch", batch_fn, item))
+
+    def _send(
+        self, caller: asyncio.AbstractEventLoop, request: tuple[Any, ...]
+    ) -> asyncio.Future[Any]:
         if self.closed:
             raise ServiceUnavailable("the host is closed")
         result: asyncio.Future[Any] = caller.create_future()
@@ -112,7 +124,7 @@ class HostLoop:
                 self.loop.call_soon_threadsafe(self._drain_outbox)
             except RuntimeError:
                 raise ServiceUnavailable("the host is closed") from None
-        return await result
+        return result
 
     def _drain_outbox(self) -> None:
         with self._outbox_lock:

@@ -43,6 +43,14 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     op: WriteOp | None = None
     job: Callable[[Any], Any] | None = None
+    # Independent writes sharing one future: the result is a list with one error
+    # (or None) per op, instead of an exception.
+    ops: list[WriteOp] | None = None
+
+    def all_ops(self) -> list[WriteOp]:
+        if self.ops is not None:
+            return self.ops
+        return [self.op] if self.op is not None else []
 
 
 class DuckDBStore(DataSource):
@@ -196,17 +204,44 @@ class DuckDBStore(DataSource):
             self._commit_writes(cur, writes)
 
     def _commit_writes(self, cur: Any, items: list[_Pending]) -> None:
+        ops = [op for item in items for op in item.all_ops()]
         try:
-            self._apply(cur, [i.op for i in items if i.op is not None])
+            self._apply(cur, ops)
         except Exception as exc:
             _rollback(cur)
-            if len(items) == 1:
-                _resolve([(items[0], None, _storage_error(items[0].op, exc))])
+            if len(ops) <= 1:
+                error = _storage_error(ops[0] if ops else None, exc)
+                _resolve(
+                    [
+                        (
+                            i,
+                            [error] if i.ops is not None else None,
+                            None if i.ops is not None else error,
+                        )
+                        for i in items
+                    ]
+                )
                 return
-            for item in items:  # isolate the failing write
-                self._commit_writes(cur, [item])
+            self._isolate(cur, items)  # find the failing write(s): each op alone
             return
-        _resolve([(i, None, None) for i in items])
+        _resolve([(i, [None] * len(i.ops) if i.ops is not None else None, None) for i in items])
+
+    def _isolate(self, cur: Any, items: list[_Pending]) -> None:
+        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        for item in items:
+            errors: list[BaseException | None] = []
+            for op in item.all_ops():
+                try:
+                    self._apply(cur, [op])
+                    errors.append(None)
+                except Exception as exc:
+                    _rollback(cur)
+                    errors.append(_storage_error(op, exc))
+            if item.ops is not None:
+                outcomes.append((item, errors, None))
+            else:
+                outcomes.append((item, None, errors[0] if errors else None))
+        _resolve(outcomes)
 
     def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
         final: dict[tuple[str, str], WriteOp] = {}
@@ -286,10 +321,14 @@ class DuckDBStore(DataSource):
         await asyncio.gather(*futures)
 
     async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
+        # One queue item and one future for the lot; each op still succeeds or fails alone.
+        if not ops:
+            return []
         loop = asyncio.get_running_loop()
-        futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        return [r if isinstance(r, BaseException) else None for r in results]
+        errors: list[BaseException | None] = await self._submit(
+            _Pending(loop.create_future(), loop, ops=list(ops))
+        )
+        return errors
 
     async def _run_job(self, job: Callable[[Any], Any]) -> Any:
         loop = asyncio.get_running_loop()
