@@ -43,9 +43,11 @@ class _Pending:
     loop: asyncio.AbstractEventLoop
     op: WriteOp | None = None
     job: Callable[[Any], Any] | None = None
-    # Independent writes sharing one future: the result is a list with one error
-    # (or None) per op, instead of an exception.
+    # Writes sharing one future. ``atomic``: all commit or none (the future fails);
+    # otherwise each succeeds or fails alone and the result lists one error (or None)
+    # per op instead of raising.
     ops: list[WriteOp] | None = None
+    atomic: bool = False
 
     def all_ops(self) -> list[WriteOp]:
         if self.ops is not None:
@@ -209,39 +211,33 @@ class DuckDBStore(DataSource):
             self._apply(cur, ops)
         except Exception as exc:
             _rollback(cur)
-            if len(ops) <= 1:
-                error = _storage_error(ops[0] if ops else None, exc)
-                _resolve(
-                    [
-                        (
-                            i,
-                            [error] if i.ops is not None else None,
-                            None if i.ops is not None else error,
-                        )
-                        for i in items
-                    ]
-                )
+            if len(items) > 1:
+                for item in items:  # isolate the failure: each item in its own transaction
+                    self._commit_writes(cur, [item])
                 return
-            self._isolate(cur, items)  # find the failing write(s): each op alone
-            return
-        _resolve([(i, [None] * len(i.ops) if i.ops is not None else None, None) for i in items])
-
-    def _isolate(self, cur: Any, items: list[_Pending]) -> None:
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
-        for item in items:
-            errors: list[BaseException | None] = []
-            for op in item.all_ops():
-                try:
-                    self._apply(cur, [op])
-                    errors.append(None)
-                except Exception as exc:
-                    _rollback(cur)
-                    errors.append(_storage_error(op, exc))
-            if item.ops is not None:
-                outcomes.append((item, errors, None))
+            item = items[0]
+            if item.ops is not None and not item.atomic and len(item.ops) > 1:
+                self._isolate_ops(cur, item)
+                return
+            error = _storage_error(ops[0] if len(ops) == 1 else None, exc)
+            if item.ops is not None and not item.atomic:
+                _resolve([(item, [error], None)])
             else:
-                outcomes.append((item, None, errors[0] if errors else None))
-        _resolve(outcomes)
+                _resolve([(item, None, error)])
+            return
+        _resolve([(i, _success(i), None) for i in items])
+
+    def _isolate_ops(self, cur: Any, item: _Pending) -> None:
+        """Independent writes of one item, each in its own transaction."""
+        errors: list[BaseException | None] = []
+        for op in item.all_ops():
+            try:
+                self._apply(cur, [op])
+                errors.append(None)
+            except Exception as exc:
+                _rollback(cur)
+                errors.append(_storage_error(op, exc))
+        _resolve([(item, errors, None)])
 
     def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
         final: dict[tuple[str, str], WriteOp] = {}
@@ -316,9 +312,11 @@ class DuckDBStore(DataSource):
         await self._submit(_Pending(loop.create_future(), loop, op=op))
 
     async def write_many(self, ops: Sequence[WriteOp]) -> None:
+        # One queue item, one future, one transaction: all the writes or none.
+        if not ops:
+            return
         loop = asyncio.get_running_loop()
-        futures = [self._submit(_Pending(loop.create_future(), loop, op=op)) for op in ops]
-        await asyncio.gather(*futures)
+        await self._submit(_Pending(loop.create_future(), loop, ops=list(ops), atomic=True))
 
     async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
         # One queue item and one future for the lot; each op still succeeds or fails alone.
@@ -515,6 +513,13 @@ def _guess(sql_type_name: str) -> ValueType:
     JSON text is parsed; anything else is returned as DuckDB gives it.
     """
     return ValueType("json") if sql_type_name == "JSON" else ValueType("string")
+
+
+def _success(item: _Pending) -> Any:
+    """What a committed item's future resolves to."""
+    if item.ops is not None and not item.atomic:
+        return [None] * len(item.ops)
+    return None
 
 
 def _rollback(cur: Any) -> None:
