@@ -15,14 +15,17 @@ The executed notebook is kept as the deployment record under
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +88,8 @@ def deploy_notebook(
     timeout: float | None = None,
     kernel_timeout: float = 60.0,
     api_root: str = "/microlib/api",
+    wait_for_target: float = 0.0,
+    cancel: threading.Event | None = None,
 ) -> DeployResult:
     """Run ``notebook`` with papermill so that it deploys into the host at ``target``.
 
@@ -100,6 +105,8 @@ def deploy_notebook(
         timeout: seconds for the whole run (``None``: no limit).
         kernel_timeout: seconds papermill waits for the kernel to start.
         api_root: the host's API root (for restoring routes after a failure).
+        wait_for_target: seconds the kernel waits for a host that is still starting.
+        cancel: set it to stop the run (the papermill process is killed).
 
     Returns:
         A :class:`DeployResult`; ``ok`` is false when a cell failed (and then every
@@ -119,25 +126,13 @@ def deploy_notebook(
     with tempfile.TemporaryDirectory(prefix="microlib-deploy-") as tmp:
         record = Path(tmp) / "published.jsonl"
         env = _kernel_env(Path(tmp), target, token, record)
+        env["MICROLIB_TARGET_WAIT"] = str(wait_for_target)
         cmd = [
             sys.executable, "-m", "microlib_kernel.papermill_runner", str(source), str(out),
-            "-k", KERNEL_NAME, "-y", json.dumps(params), "--cwd", str(source.parent.resolve()),
-            "--start-timeout", str(int(kernel_timeout)),
-            "--progress-bar" if progress else "--no-progress-bar",
+            KERNEL_NAME, json.dumps(params), str(source.parent.resolve()),
+            str(int(kernel_timeout)), "1" if progress else "0",
         ]  # fmt: skip
-        try:
-            proc = subprocess.run(
-                cmd,
-                env=env,
-                timeout=timeout,
-                stdout=subprocess.PIPE,
-                stderr=None if progress else subprocess.PIPE,
-                text=True,
-                check=False,
-            )
-            code, stderr = proc.returncode, proc.stderr or ""
-        except subprocess.TimeoutExpired:
-            code, stderr = -1, f"the notebook did not finish within {timeout} s"
+        code, stderr = _run(cmd, env, timeout, progress, cancel)
         published = _read_record(record)
     result = DeployResult(str(source), str(out), target, ok=code == 0, published=published)
     if not result.ok:
@@ -147,6 +142,39 @@ def deploy_notebook(
     result.seconds = time.perf_counter() - begin
     _annotate(out, result, params, started)
     return result
+
+
+def _run(
+    cmd: list[str],
+    env: dict[str, str],
+    timeout: float | None,
+    progress: bool,
+    cancel: threading.Event | None,
+) -> tuple[int, str]:
+    """Run papermill; returns its exit code and stderr. Killed (by PID, with its
+    kernel) when ``timeout`` passes or ``cancel`` is set."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = None if timeout is None else time.monotonic() + timeout
+    why = ""
+    while True:
+        try:
+            _, stderr = proc.communicate(timeout=0.1)
+            return proc.returncode, stderr or ""
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel.is_set():
+            why = "the deployment was cancelled"
+        elif deadline is not None and time.monotonic() > deadline:
+            why = f"the notebook did not finish within {timeout} s"
+        if why:
+            # The kernel is papermill's child, in the same (new) session: end both.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return -1, why
 
 
 def _record_path(home: Path, source: Path, started: dt.datetime) -> Path:
@@ -196,15 +224,12 @@ _PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
 def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
     """The failing cell (its 1-based number in the notebook as written) and its error."""
-    try:
-        import nbformat
-
-        nb = nbformat.read(str(output), as_version=4)
-    except Exception:
+    nb = _read_notebook(output)
+    if nb is None:
         lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         return None, lines[-1] if lines else "papermill failed"
     number = 0
-    for cell in nb.cells:
+    for cell in nb.get("cells", []):
         if _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", [])):
             continue  # cells papermill added: not the author's numbering
         number += 1
@@ -268,13 +293,10 @@ def _annotate(
     output: Path, result: DeployResult, params: dict[str, Any], started: dt.datetime
 ) -> None:
     """Write who, when, parameters and outcome into the executed notebook's metadata."""
-    try:
-        import nbformat
-
-        nb = nbformat.read(str(output), as_version=4)
-    except Exception:
+    nb = _read_notebook(output)
+    if nb is None:
         return  # papermill wrote nothing (it could not start): the result says why
-    nb.metadata["microlib"] = {
+    nb.setdefault("metadata", {})["microlib"] = {
         "who": who(),
         "time": started.isoformat(),
         "target": result.target,
@@ -286,7 +308,20 @@ def _annotate(
         "failed_cell": result.failed_cell,
         "seconds": round(result.seconds, 3),
     }
-    nbformat.write(nb, str(output))
+    tmp = output.with_name(f".{output.name}.tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, output)
+
+
+def _read_notebook(path: Path) -> dict[str, Any] | None:
+    """An ``.ipynb`` as plain JSON. Not through nbformat: importing it costs this process
+    over a second (jsonschema's eager ``rfc3987_syntax`` import), for a file we only
+    read a few keys of."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return nb if isinstance(nb, dict) else None
 
 
 def check_deployable(result: DeployResult) -> None:

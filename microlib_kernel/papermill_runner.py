@@ -1,24 +1,48 @@
-"""``python -m microlib_kernel.papermill_runner ...``: papermill's command line, started faster.
+"""``python -m microlib_kernel.papermill_runner``: papermill, started faster, for deployments.
 
-Importing papermill imports nbformat, which imports jsonschema, which eagerly imports
-``rfc3987_syntax`` when it is installed (jupyter_events pulls it in). That module
-builds ~35 Lark parsers at import time: about 1.2 s of a deployment's cold start, for a
-format checker (``iri``) no notebook schema uses (jsonschema issue #1428). This process
-only runs papermill, so it tells Python the module is absent; jsonschema then skips
-that checker. Nothing else changes; other processes are untouched.
+* Importing papermill imports nbformat, which imports jsonschema, which eagerly imports
+  ``rfc3987_syntax`` when it is installed (jupyter_events pulls it in). That module
+  builds ~35 Lark parsers at import time: about 1.2 s of a deployment's cold start, for
+  a format checker (``iri``) no notebook schema uses (jsonschema issue #1428). This
+  process only runs papermill, so it tells Python the module is absent; jsonschema then
+  skips that checker.
+* Once the last cell ran, the kernel is stopped at once instead of politely (which waits
+  for the kernel's own shutdown, about a second): the deployment's work is done and
+  recorded by then, and the kernel holds no data.
+
+Arguments: ``INPUT OUTPUT KERNEL PARAMETERS_JSON CWD START_TIMEOUT PROGRESS(0|1)``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-    from papermill.cli import papermill
+    args = sys.argv[1:] if argv is None else argv
+    source, output, kernel, parameters, cwd, start_timeout, progress = args
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
 
-    papermill(prog_name="papermill")
+    try:
+        papermill.execute_notebook(
+            source,
+            output,
+            parameters=json.loads(parameters),
+            kernel_name=kernel,
+            cwd=cwd,
+            start_timeout=int(start_timeout),
+            progress_bar=progress == "1",
+            shutdown_kernel="immediate",
+        )
+    except PapermillExecutionError as exc:
+        # The executed notebook holds the failing cell and its error; say it in one line.
+        print(f"papermill: {exc.ename}: {exc.evalue}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

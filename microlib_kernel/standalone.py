@@ -10,6 +10,7 @@ flushed and closed, and the process exits 0.
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .deployer import deploy_notebook
+from .deployer import DeployResult, deploy_notebook
+from .host.tokens import load_or_create_token
+from .http.server import base_url
 
 DEFAULT_DRAIN_SECONDS = 1.0
 
@@ -45,27 +48,39 @@ def run_standalone(
         stop: set it to stop (tests); by default SIGINT/SIGTERM set it.
         say: where status lines go.
     """
-    from .host import Host
-
     stop = stop or _signal_event()
-    host = Host(settings=settings)
+    deploy = functools.partial(
+        deploy_notebook,
+        parameters=parameters,
+        home=settings.home_path,
+        progress=progress,
+        api_root=settings.api_root,
+    )
+    # With a known port, the first notebook's kernel starts while the host opens its
+    # datasource and its server (the kernel waits for the host): a third of a cold
+    # start. With port 0 the URL is only known once the host serves.
+    early: _Early | None = None
+    if notebooks and settings.port:
+        token = load_or_create_token(settings.home_path, settings.deploy_token)
+        target = base_url(settings.bind, settings.port)
+        early = _Early(lambda cancel: deploy(notebooks[0], target=target, token=token,
+                                             wait_for_target=30.0, cancel=cancel))  # fmt: skip
+    host = None
     try:
+        from .host import Host
+
+        host = Host(settings=settings)
         host.starting = True
         url = host.serve()
         say(
             f"microlib: serving {host.api_url} ({host.datasource.describe()}); "
             f"deploy token in {settings.home_path / 'deploy-token'}"
         )
-        for notebook in notebooks:
-            result = deploy_notebook(
-                notebook,
-                target=url,
-                token=host.deploy_token,
-                parameters=parameters,
-                home=settings.home_path,
-                progress=progress,
-                api_root=settings.api_root,
-            )
+        for index, notebook in enumerate(notebooks):
+            if index == 0 and early is not None:
+                result = early.result()
+            else:
+                result = deploy(notebook, target=url, token=host.deploy_token)
             say(f"microlib: {result.summary()}")
             if not result.ok:
                 say(
@@ -87,8 +102,34 @@ def run_standalone(
         time.sleep(max(0.0, drain_seconds))
         return 0
     finally:
-        host.close()
-        say("microlib: stopped")
+        if early is not None:
+            early.cancel()  # a host that failed to start leaves no kernel behind
+        if host is not None:
+            host.close()
+            say("microlib: stopped")
+
+
+class _Early:
+    """A deployment started in a thread before the host serves."""
+
+    def __init__(self, run: Callable[[threading.Event], DeployResult]) -> None:
+        self._cancel = threading.Event()
+        self._result: DeployResult | None = None
+        self._thread = threading.Thread(target=self._main, args=(run,), daemon=True)
+        self._thread.start()
+
+    def _main(self, run: Callable[[threading.Event], DeployResult]) -> None:
+        self._result = run(self._cancel)
+
+    def result(self) -> DeployResult:
+        self._thread.join()
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> None:
+        if self._thread.is_alive():
+            self._cancel.set()
+            self._thread.join(30)
 
 
 def _signal_event() -> threading.Event:

@@ -14,14 +14,17 @@ import atexit
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
 from IPython.core.error import UsageError
 
-from ..errors import MicrolibError
+from ..errors import MicrolibError, ServiceUnavailable
 from .magics import MicrolibMagics
 from .session import TARGET_ENV, NotebookSession
+
+WAIT_ENV = "MICROLIB_TARGET_WAIT"
 
 _REGISTRY_KEY = MicrolibMagics.__name__
 
@@ -102,10 +105,24 @@ def load_ipython_extension(ip: Any) -> None:
 
 def connect_to_target(session: NotebookSession, url: str) -> None:
     """Connect to ``MICROLIB_TARGET_URL``; if it does not answer yet, stay connected
-    anyway (cells then fail with the reason), never fall back to the in-kernel host."""
-    try:
-        target = session.connect(url)
-    except MicrolibError as exc:
+    anyway (cells then fail with the reason), never fall back to the in-kernel host.
+
+    A host that is still starting (``microlib serve`` starts the deployment's kernel
+    while it opens its datasource) is waited for, up to ``MICROLIB_TARGET_WAIT``
+    seconds (default 0: a host that is not there is reported at once).
+    """
+    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
+    while True:
+        try:
+            target = session.connect(url)
+            break
+        except ServiceUnavailable:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            exc: MicrolibError = ServiceUnavailable(f"no host answers at {url}")
+        except MicrolibError as error:
+            exc = error
         session.connect(url, check=False)
         print(
             f"microlib: {exc.message}; %%microlib cells will fail until it answers", file=sys.stderr
