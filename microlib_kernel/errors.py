@@ -19,6 +19,9 @@ class MicrolibError(Exception):
     """
 
     status: int = 400
+    #: What an HTTP client is told instead of ``message``, when the message quotes
+    #: something only the owner should read (an adapter's own exception text).
+    public: str | None = None
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -26,8 +29,8 @@ class MicrolibError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON error body: ``{"error": message, **details}``."""
-        return {"error": self.message, **self.details}
+        """The JSON error body: ``{"error": public message, **details}``."""
+        return {"error": self.public or self.message, **self.details}
 
 
 class NotFound(MicrolibError):

@@ -212,6 +212,11 @@ class PortExecutor:
             error = PortFailed(
                 f"{what}: adapter {adapter} failed ({tries}): {outcome.describe()}", **details
             )
+            # HTTP callers get the exception's type, not its text (it may quote internals);
+            # the full message is logged under the response's error id.
+            error.public = f"{what}: adapter {adapter} failed ({tries}): " + (
+                type(outcome.error).__name__ if outcome.error is not None else "failed"
+            )
         error.__cause__ = outcome.error
         return error
 
@@ -309,6 +314,7 @@ class PortExecutor:
             return {"port_flow": [*current.port_flow, spec.name]}
 
         problem: str | None = None
+        public: str | None = None
         errors: list[dict[str, Any]] = []
         try:
             changes = await self.changes_of(instance, spec, value, spec.adapter, callback=True)
@@ -321,15 +327,21 @@ class PortExecutor:
             raise
         except Exception as exc:  # a bad result or a failing callback: the user's code
             problem = f"{type(exc).__name__}: {exc}"
+            public = type(exc).__name__
         if problem is not None:
             # The adapter did its work: record the port so the saga compensates it.
             await commit(repo, mv, instance.id, append, hooks=False)
-            raise PortFailed(
+            failed = PortFailed(
                 f"{what}: the result of adapter {spec.adapter} could not be saved: {problem}",
                 port=spec.name,
                 adapter=spec.adapter,
                 **({"errors": errors} if errors else {}),
             )
+            if public is not None:
+                failed.public = (
+                    f"{what}: the result of adapter {spec.adapter} could not be saved: {public}"
+                )
+            raise failed
         if spec.produces:
             self.host.events.publish(
                 Event(

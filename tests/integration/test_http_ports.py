@@ -48,7 +48,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Host, httpx.Client]]:
 
 
 def test_inbound_ports_over_http(served: tuple[Host, httpx.Client]) -> None:
-    host, api = served
+    _, api = served
     parcel = api.post("/models/parcels", json={}).json()
     base = f"/models/parcels/{parcel['id']}/ports"
 

@@ -147,6 +147,9 @@ def test_progress_as_a_widget() -> None:
     assert p._bar.value == 3 and p._bar.max == 10
     p.close(failed=True)
     assert p._bar.bar_style == "danger" and "failed" in p._text.value
+    import ipywidgets
+
+    ipywidgets.Widget.close_all()  # with their layouts and styles: none left for shutdown
 
 
 def test_rows_of() -> None:
