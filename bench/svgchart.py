@@ -90,3 +90,20 @@ def _fmt(v: float) -> str:
     if v >= 1:
         return f"{v:.1f}"
     return f"{v:.3f}"
+
+
+def stack(*charts: str, width: int = 760) -> str:
+    """Several charts from :func:`bars`, one above the other, in one SVG."""
+    import re
+
+    heights = [int(re.search(r'height="(\d+)"', c).group(1)) for c in charts]  # type: ignore[union-attr]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{sum(heights)}" '
+        f'viewBox="0 0 {width} {sum(heights)}">'
+    ]
+    y = 0
+    for chart, h in zip(charts, heights, strict=True):
+        out.append(chart.replace("<svg ", f'<svg y="{y}" ', 1))
+        y += h
+    out.append("</svg>")
+    return "\n".join(out)

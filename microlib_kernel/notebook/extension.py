@@ -10,17 +10,15 @@ datasource.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-import threading
 import time
-import weakref
 from typing import Any
 
 from IPython.core.error import UsageError
 
 from ..errors import MicrolibError, ServiceUnavailable
+from ..host.exit import close_at_exit
 from .magics import MicrolibMagics
 from .session import TARGET_ENV, NotebookSession
 
@@ -52,30 +50,6 @@ def current_host() -> Any:
     if session is None:
         raise UsageError("the microlib extension is not loaded: run %load_ext microlib_kernel")
     return session.host
-
-
-def close_at_exit(session: NotebookSession) -> None:
-    """Close ``session`` when the kernel exits without unloading the extension.
-
-    The host must close while thread pools still take work (DuckDB's close uses one),
-    so this runs among ``threading``'s exit hooks, which come before the pools shut
-    down and before ``atexit`` handlers. Only a weak reference is kept: an unloaded
-    session is not kept alive for the exit.
-    """
-    ref = weakref.ref(session)
-
-    def close() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.close()
-
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError("no threading exit hooks")
-        register(close)
-    except RuntimeError:
-        atexit.register(close)
 
 
 def load_ipython_extension(ip: Any) -> None:

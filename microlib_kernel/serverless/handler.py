@@ -17,17 +17,15 @@ the HTTP server (``create_app(host)``), through Mangum.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from ..config import Settings
 from ..errors import DeployRefused, MicrolibError
 from ..host.deploy import Published
+from ..host.exit import close_at_exit
 from ..host.host import Host
 from .settings import base_path as base_path_of
 from .settings import lambda_settings
@@ -122,7 +120,7 @@ def make_handler(
     except BaseException:
         host.close()
         raise
-    _close_at_exit(host)
+    close_at_exit(host)  # a local run; Lambda just freezes or kills the process
     log.info("cold start: published %s", ", ".join(_describe(p) for p in published))
     return function
 
@@ -156,29 +154,6 @@ def publish_sources(host: Host, sources: Sequence[Source]) -> list[Published]:
 
 def _describe(p: Published) -> str:
     return f"{p.name} {p.version} at /{p.endpoint}" if p.version else p.name
-
-
-def _close_at_exit(host: Host) -> None:
-    """Close ``host`` when the process ends (a local run; Lambda just freezes or kills).
-
-    Like the notebook session, this runs among ``threading``'s exit hooks, before
-    thread pools stop taking work (DuckDB's close needs one); only a weak reference is
-    kept.
-    """
-    ref = weakref.ref(host)
-
-    def close() -> None:
-        alive = ref()
-        if alive is not None:
-            alive.close()
-
-    register = getattr(threading, "_register_atexit", None)
-    try:
-        if register is None:
-            raise RuntimeError("no threading exit hooks")
-        register(close)
-    except RuntimeError:
-        atexit.register(close)
 
 
 __all__ = ["LambdaFunction", "make_handler", "publish_sources"]
