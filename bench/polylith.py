@@ -233,8 +233,8 @@ def load_rows(api: str, endpoints: list[str], rows: int) -> None:
 
 
 def footprint(tmp: Path, quick: bool) -> tuple[list[Result], dict[str, Any]]:
-    n = 4 if quick else 10
-    rows = 100 if quick else 500
+    n = 3 if quick else 10
+    rows = 50 if quick else 500
     names = [f"Thing{i}" for i in range(n)]
     one_dir = tmp / "one"
     one_dir.mkdir()
@@ -261,7 +261,10 @@ def footprint(tmp: Path, quick: bool) -> tuple[list[Result], dict[str, Any]]:
         scenario=f"Footprint: one host serving {n} models",
         metric="RSS", value=one_rss / mib, unit="MiB",
         baseline=f"sum of {n} hosts serving one model each (same data)",
-        baseline_value=many_rss / mib, target="≤ 1/5", target_ratio=0.2,
+        baseline_value=many_rss / mib,
+        # The target is for ten models; three (quick mode) cannot go below about 1/3.
+        target="≤ 1/5" if n >= 10 else "≤ 1/5 with 10 models (full run)",
+        target_ratio=0.2 if n >= 10 else None,
         higher_is_better=False, command=COMMAND,
         notes=f"{rows} instances per model; each single-model host ≈ {many_rss / n / mib:.0f} MiB",
     )  # fmt: skip
@@ -325,7 +328,7 @@ CUSTOMER = {"name": "ada", "tier": "gold"}
 
 
 def deploys(tmp: Path, quick: bool) -> tuple[list[Result], dict[str, Any]]:
-    k = 3 if quick else 10
+    k = 2 if quick else 10
     d = tmp / "teams"
     d.mkdir()
     shutil.copy(ORDERS_NB, d / "orders_service.ipynb")
