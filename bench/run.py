@@ -42,6 +42,25 @@ SCENARIOS: list[tuple[str, int, int]] = [
 ]
 
 
+def ensure_wrk() -> None:
+    """Install Debian's ``wrk`` (the HTTP load generator) when missing and possible."""
+    import os
+    import shutil
+
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("wrk is not installed (no root apt-get here): HTTP load uses the asyncio client",
+              flush=True)  # fmt: skip
+        return
+    print("installing Debian's wrk for the HTTP load: apt-get install -y wrk", flush=True)
+    try:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, timeout=300,
+                       capture_output=True)  # fmt: skip
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"could not install wrk ({exc}): HTTP load uses the asyncio client", flush=True)
+
+
 def run_module(name: str, quick: bool, timeout: int) -> tuple[list[Result], str | None, float]:
     cmd = [sys.executable, str(HERE / f"{name}.py")] + (["--quick"] if quick else [])
     start = time.perf_counter()
@@ -113,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", help="run only these scenario modules")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
+    ensure_wrk()
     started = dt.datetime.now(dt.UTC)
     info = machine()
     results: list[Result] = []
