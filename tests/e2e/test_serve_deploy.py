@@ -261,3 +261,25 @@ def test_sigkill_during_creates_then_restart_keeps_every_acknowledged_create(wor
         assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged creates lost"
     finally:
         stop(second.proc)
+
+
+def test_two_teams_notebooks_in_one_host(workdir: Path) -> None:
+    """The second team's notebook deploys beside the first; its relation reaches the
+    first team's model in the same process."""
+    shutil.copy(ROOT / "notebooks" / "customers_service.ipynb", workdir / "customers_service.ipynb")
+    s = start_serve(workdir, "orders_service.ipynb", "customers_service.ipynb")
+    try:
+        with httpx.Client(base_url=s.api, timeout=10) as api:
+            customer = api.post("/models/customers", json={"name": "ada", "tier": "gold"}).json()
+            for price in (1, 2):
+                r = api.post(
+                    "/models/orders",
+                    json={"customer_id": customer["id"], "items": [{"price": price}]},
+                )
+                assert r.status_code == 201
+            orders = api.get(f"/models/customers/{customer['id']}/orders").json()
+            assert sorted(o["total"] for o in orders) == [1.2, 2.4]
+            names = {m["name"]: m["active"] for m in api.get("/config").json()["models"]}
+            assert names == {"Order": "1.0.0", "Customer": "1.0.0"}
+    finally:
+        stop(s.proc)
