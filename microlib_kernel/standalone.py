@@ -11,6 +11,7 @@ flushed and closed, and the process exits 0.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import threading
 import time
@@ -49,6 +50,9 @@ def run_standalone(
         say: where status lines go.
     """
     stop = stop or _signal_event()
+    if "MICROLIB_TUNE_GC" not in os.environ:
+        # This process is the host's alone: large caches should not cost full GC walks.
+        settings = settings.replace(tune_gc=True)
     deploy = functools.partial(
         deploy_notebook,
         parameters=parameters,

@@ -111,6 +111,12 @@ class Host:
             settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
         self.settings = settings
         scheme_of(settings.datasource)  # a bad URL fails before any thread starts
+        if settings.tune_gc:
+            import gc
+
+            from ..config import GC_THRESHOLDS
+
+            gc.set_threshold(*GC_THRESHOLDS)
         self.events = EventBroker()
         self.cache = InstanceCache(settings.cache_size)
         self.registry = VersionRegistry(keep=settings.keep_versions)

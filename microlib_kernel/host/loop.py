@@ -30,6 +30,7 @@ class HostLoop:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._outbox: list[tuple[Any, ...]] = []
         self._outbox_lock = threading.Lock()
+        self._waking: set[asyncio.AbstractEventLoop] = set()
         self._replies: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
         self.closed = False
         self._thread.start()
@@ -118,13 +119,26 @@ class HostLoop:
         result: asyncio.Future[Any] = caller.create_future()
         with self._outbox_lock:
             self._outbox.append((*request, result, caller))
-            wake = len(self._outbox) == 1
-        if wake:
-            try:
-                self.loop.call_soon_threadsafe(self._drain_outbox)
-            except RuntimeError:
-                raise ServiceUnavailable("the host is closed") from None
+            first = caller not in self._waking
+            self._waking.add(caller)
+        if first:
+            # Wake the host at the end of the caller's current tick, not now: the other
+            # calls of this tick (a gather's tasks all take their first step in it) then
+            # cross in the same batch, instead of the host draining a partial one.
+            caller.call_soon(self._wake, caller)
         return result
+
+    def _wake(self, caller: asyncio.AbstractEventLoop) -> None:
+        with self._outbox_lock:
+            self._waking.discard(caller)
+        try:
+            self.loop.call_soon_threadsafe(self._drain_outbox)
+        except RuntimeError:  # the host loop is closed: fail what waits, never hang
+            with self._outbox_lock:
+                batch, self._outbox = self._outbox, []
+            for *_, result, _caller in batch:
+                if not result.done():
+                    result.set_exception(ServiceUnavailable("the host is closed"))
 
     def _drain_outbox(self) -> None:
         with self._outbox_lock:

@@ -516,3 +516,18 @@ def test_close_works_from_atexit_like_shutdown(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)
     assert (tmp_path / "x.duckdb.lock").read_text() == ""  # released: the holder line is gone
     Host("duckdb:///x.duckdb").close()
+
+
+def test_tune_gc_raises_the_collection_thresholds(tmp_path: Path) -> None:
+    import gc
+
+    from microlib_kernel.config import GC_THRESHOLDS, Settings
+
+    before = gc.get_threshold()
+    try:
+        Host(settings=Settings.load(datasource="memory://", env={})).close()
+        assert gc.get_threshold() == before  # off by default: the process is the user's
+        Host(settings=Settings.load(datasource="memory://", env={"MICROLIB_TUNE_GC": "1"})).close()
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
