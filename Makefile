@@ -62,6 +62,7 @@ test-quick: $(VENV)/.installed-dev $(LABEXT)
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/run.py
+	$(PY) bench/fill_readme.py
 
 bench-quick: $(VENV)/.installed-dev
 	$(PY) bench/run.py --quick --out bench/out/RESULTS-quick.md

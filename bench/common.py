@@ -108,7 +108,30 @@ def machine() -> dict[str, Any]:
         "libraries": libs,
         "commit": commit,
         "load_average": os.getloadavg(),
+        "fsync_ms": fsync_ms(),
     }
+
+
+def fsync_ms(writes: int = 200) -> float:
+    """Median time of a small write + ``fsync`` in a temporary folder, in milliseconds.
+
+    Durable-commit baselines (SQLite with ``synchronous=FULL``) pay this once per request,
+    the group commit once per batch: how the two compare depends on it, so it is recorded.
+    """
+    import tempfile
+
+    times = []
+    with tempfile.TemporaryDirectory() as folder:
+        fd = os.open(os.path.join(folder, "probe"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(writes):
+                start = time.perf_counter()
+                os.write(fd, b"x" * 128)
+                os.fsync(fd)
+                times.append(time.perf_counter() - start)
+        finally:
+            os.close(fd)
+    return statistics.median(times) * 1000
 
 
 def rss_bytes() -> int:

@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Run: {started:%Y-%m-%d %H:%M} UTC, {mode} mode (`python bench/run.py{flag}`, or "
         f"`make bench{'-quick' if args.quick else ''}`), commit {info['commit'] or '?'}.",
         f"Machine: {info['cores']} cores ({info['cpu']}), Python {info['python']}, "
-        f"{info['platform']}; load average at start {load}.",
+        f"{info['platform']}; load average at start {load}; "
+        f"a small write + fsync takes {info['fsync_ms']:.2f} ms (median).",
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in info["libraries"].items()) + ".",
         "Load generator and servers share the same machine. Values are medians over repeated "
         "runs (min–max in brackets); ratios compare with a baseline measured in the same run.",
