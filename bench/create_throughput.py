@@ -115,7 +115,7 @@ def naive_inserts(folder: Path, data: list[dict]) -> float:
 
 
 def run(quick: bool = False) -> list[Result]:
-    n, naive_n, repeat = (10_000, 1_000, 2) if quick else (100_000, 3_000, 3)
+    n, naive_n, repeat = (10_000, 500, 2) if quick else (100_000, 3_000, 3)
     host_rates, naive_rates, many_rates, tuned_rates = [], [], [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:

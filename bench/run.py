@@ -6,8 +6,8 @@ table and writes ``bench/RESULTS.md`` and ``bench/results.json`` with the date, 
 machine and the exact commands. A scenario that fails or misses its target is shown
 as such, never hidden.
 
-    python bench/run.py            # full run (< 15 minutes)
-    python bench/run.py --quick    # quick mode (< 2 minutes)
+    python bench/run.py            # full run (14–15 minutes on 2 cores)
+    python bench/run.py --quick    # quick mode (about 2 minutes)
     python bench/run.py --only sql_groupby
 """
 
