@@ -1,12 +1,16 @@
 """Shared pieces of the HTTP tests: a host serving on 127.0.0.1 (port 0) and its models.
 
-Each test module defines its ``served``/``api`` fixtures with :func:`serve_host`.
+``tests/integration/conftest.py`` turns :func:`serve_host` into the ``served``/``api``
+fixtures; :func:`create_order` creates an order through the API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from microlib_kernel import Host, Model, command
 from microlib_kernel.config import Settings
@@ -73,3 +77,14 @@ def serve_host(tmp_path: Path, *, broken: bool = True, **settings: object) -> Se
         raise
     models = {"Order": order, "Customer": customer, "Counter": counter, "Gadget": gadget}
     return Served(host, url, f"{url}{host.settings.api_root}", models)
+
+
+ITEMS = [{"sku": "a", "price": 3.5}]
+
+
+def create_order(api: httpx.Client, **data: Any) -> dict[str, Any]:
+    """``POST /models/orders`` with one item (plus ``data``); asserts the 201."""
+    r = api.post("/models/orders", json={"items": ITEMS, **data})
+    assert r.status_code == 201, r.text
+    result: dict[str, Any] = r.json()
+    return result

@@ -6,36 +6,13 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.http_support import Served, serve_host
-
-ITEMS = [{"sku": "a", "price": 3.5}]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = serve_host(tmp_path)
-    yield s
-    s.host.close()
-
-
-@pytest.fixture
-def api(served: Served) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served.api, timeout=10) as client:
-        yield client
-
-
-def _create(api: httpx.Client, **data: Any) -> dict[str, Any]:
-    r = api.post("/models/orders", json={"items": ITEMS, **data})
-    assert r.status_code == 201, r.text
-    return r.json()
-
+from tests.http_support import ITEMS, Served, create_order, serve_host
 
 # -- CRUD -----------------------------------------------------------------------------------------
 
@@ -75,7 +52,7 @@ def test_validation_errors_are_400_with_pydantic_details(api: httpx.Client) -> N
     assert r.status_code == 400 and "Extra inputs" in r.text
     r = api.post("/models/orders", json={"items": ITEMS, "id": "mine"})
     assert r.status_code == 400 and "set by the framework" in r.text
-    order = _create(api)
+    order = create_order(api)
     r = api.patch(f"/models/orders/{order['id']}", json={"code": "Y"})
     assert r.status_code == 400 and "frozen" in r.text
     r = api.patch(f"/models/orders/{order['id']}", json=[1, 2])
@@ -83,7 +60,7 @@ def test_validation_errors_are_400_with_pydantic_details(api: httpx.Client) -> N
 
 
 def test_delete_veto_is_400_and_unknown_ids_404(api: httpx.Client) -> None:
-    order = _create(api)
+    order = create_order(api)
     r = api.delete(f"/models/orders/{order['id']}")
     assert r.status_code == 400
     assert r.json()["error_type"] == "Vetoed" and "canceled or completed" in r.json()["error"]
@@ -110,7 +87,7 @@ def test_wrong_method_is_405_with_allow(api: httpx.Client) -> None:
     r = api.put("/models/orders", json={})
     assert r.status_code == 405 and r.json()["error_type"] == "MethodNotAllowed"
     assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
-    order = _create(api)
+    order = create_order(api)
     r = api.post(f"/models/orders/{order['id']}", json={})
     assert r.status_code == 405
     assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PATCH", "DELETE"}
@@ -121,7 +98,7 @@ def test_wrong_method_is_405_with_allow(api: httpx.Client) -> None:
 
 def test_filters_paging_order_and_counts(api: httpx.Client) -> None:
     for total, status in ((1, "PENDING"), (2, "APPROVED"), (3, "PENDING"), (10, "CANCELED")):
-        _create(api, total=total, status=status)
+        create_order(api, total=total, status=status)
     r = api.get("/models/orders", params={"status": "PENDING"})
     assert r.status_code == 200 and r.headers["x-microlib-version"] == "1.0.0"
     assert [o["total"] for o in r.json()] == [1, 3]

@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from microlib_kernel import Host, Model
-from tests.http_support import Served, serve_host
+from tests.http_support import ITEMS, Served, create_order, serve_host
 from tests.models import make_models
-
-ITEMS = [{"sku": "a", "price": 3.5}]
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = serve_host(tmp_path)
-    yield s
-    s.host.close()
-
-
-@pytest.fixture
-def api(served: Served) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=served.api, timeout=10) as client:
-        yield client
-
-
-def _create(api: httpx.Client, **data: Any) -> dict[str, Any]:
-    r = api.post("/models/orders", json={"items": ITEMS, **data})
-    assert r.status_code == 201, r.text
-    return r.json()
-
 
 # -- CRUD -----------------------------------------------------------------------------------------
 # -- commands, relations, ports -------------------------------------------------------------------
 
 
 def test_commands_by_get_and_patch_with_roles(served: Served, api: httpx.Client) -> None:
-    order = _create(api, total=2)
+    order = create_order(api, total=2)
     oid = order["id"]
     denied: list[Any] = []
     served.host.events.on("order.command_denied", lambda e: denied.append(e.data))
@@ -95,8 +71,8 @@ class _Relations:
 def test_relation_routes_answer_what_the_resolver_finds(served: Served, api: httpx.Client) -> None:
     served.host.relations = _Relations(served.host)  # type: ignore[assignment]
     customer = api.post("/models/customers", json={"name": "Ada"}).json()
-    order = _create(api, customer_id=customer["id"])
-    lonely = _create(api)
+    order = create_order(api, customer_id=customer["id"])
+    lonely = create_order(api)
     r = api.get(f"/models/orders/{order['id']}?relation=customer")
     assert r.status_code == 200 and r.json() == {"order": order, "customer": customer}
     r = api.get(f"/models/orders/{order['id']}/customer")
@@ -158,7 +134,7 @@ def test_publishing_changes_routes_without_rebuilding_the_app(
 ) -> None:
     host = served.host
     app = host.server.app
-    order = _create(api)
+    order = create_order(api)
     assert "/microlib/api/models/orders" in api.get("/openapi.json").json()["paths"]
     host.unpublish("Order")
     assert api.get(f"/models/orders/{order['id']}").status_code == 404
@@ -191,7 +167,7 @@ def test_publishing_changes_routes_without_rebuilding_the_app(
 
 
 def test_config_health_and_sql(served: Served, api: httpx.Client) -> None:
-    _create(api, total=4)
+    create_order(api, total=4)
     config = api.get("/config")
     assert config.status_code == 200 and "x-microlib-version" not in config.headers
     names = {m["name"]: m for m in config.json()["models"]}
@@ -240,7 +216,7 @@ def test_events_stream_with_a_pattern(served: Served, api: httpx.Client) -> None
         lines = stream.iter_lines()
         assert next(lines).startswith(": subscribed to order.*")
         api.post("/models/counters", json={})  # does not match the pattern
-        order = _create(api)
+        order = create_order(api)
         frame: list[str] = []
         for line in lines:
             if line and not line.startswith(":"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,13 +24,6 @@ from microlib_kernel import (
 from microlib_kernel.cli import main
 from microlib_kernel.http.server import PortInUse
 from tests.http_support import Served, serve_host
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    s = serve_host(tmp_path)
-    yield s
-    s.host.close()
 
 
 def _free_port() -> int:
