@@ -52,11 +52,7 @@ class AdapterRegistry:
                 ones it imported (``from json import dumps`` is not an adapter).
         """
         names = []
-        for attr, value in namespace.items():
-            if attr.startswith("_") or not inspect.isfunction(value):
-                continue
-            if module is not None and value.__module__ != module:
-                continue
+        for attr, value in adapter_functions(namespace, module).items():
             self.register(f"{prefix}.{attr}", value)
             names.append(f"{prefix}.{attr}")
         return names
@@ -127,3 +123,16 @@ class ServiceRegistry:
 
     def __len__(self) -> int:
         return len(self._objs)
+
+
+def adapter_functions(
+    namespace: dict[str, Any], module: str | None = None
+) -> dict[str, Callable[..., Any]]:
+    """The public top-level functions of ``namespace`` (defined in ``module``, if given)."""
+    return {
+        attr: value
+        for attr, value in namespace.items()
+        if not attr.startswith("_")
+        and inspect.isfunction(value)
+        and (module is None or value.__module__ == module)
+    }

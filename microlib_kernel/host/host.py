@@ -30,11 +30,12 @@ from ..config import Settings
 from ..domain.events import Event, EventBroker
 from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..domain.types import ValueType
-from ..errors import DeployRefused, MicrolibError, NotFound
+from ..errors import DatasourceError, DeployRefused, MicrolibError, NotFound, ServiceUnavailable
 from ..store.base import Column, DataSource, TableSchema, WriteOp
 from ..store.cache import InstanceCache
+from ..store.deployments import DeploymentLog, DeploymentRecord, open_deployment_log
 from ..store.registry import create_datasource, scheme_of
-from .adapters import AdapterRegistry, ServiceRegistry
+from .adapters import AdapterRegistry, ServiceRegistry, adapter_functions
 from .commands import CommandRunner
 from .deploy import (
     KINDS,
@@ -48,6 +49,7 @@ from .deploy import (
 from .loop import HostLoop
 from .registry import ModelEntry, ModelVersion, VersionRegistry
 from .repository import Change, Repository
+from .restore import ModelState, RestoreReport, restore
 from .runtime import VersionRuntime
 from .secret_keeper import SecretKeeper
 from .sql import SqlService
@@ -141,6 +143,9 @@ class Host:
         self._table_schemas: dict[tuple[int, str], TableSchema] = {}
         self._table_columns: dict[tuple[int, str], set[str]] = {}
         self._closed = False
+        # The last source of each adapter, service and module (kind, name) -> text: a
+        # starting host skips a notebook's unchanged sources (see _unchanged).
+        self._sources: dict[tuple[str, str], str] = {}
         self.loop = HostLoop()
         try:
             self.datasource = self.loop.run(self._open(settings.datasource))
@@ -153,6 +158,15 @@ class Host:
 
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
+        self.deployment_log: DeploymentLog | None = None
+        self.restore_report = RestoreReport()
+        try:
+            self.deployment_log = open_deployment_log(settings.datasource, settings)
+            # Restart safety: what was deployed before serves again, as it was.
+            self.restore_report = self.loop.run(restore(self, self.deployment_log.load()))
+        except BaseException:
+            self.close()
+            raise
 
     # -- datasources and repositories ----------------------------------------------------------
 
@@ -226,9 +240,53 @@ class Host:
             who: recorded in the deployment log (``GET /deploy``).
         """
         async with self._deploy_lock:
-            published = await self._publish(obj, kind=kind, name=name, version=version)
+            unchanged = self._unchanged(obj, kind, name, version) if self.starting else None
+            if unchanged is not None:
+                return unchanged
+            published = await self._publish(obj, kind=kind, name=name, version=version, who=who)
             self._log(kind, [p.name for p in published], [p.version for p in published], who)
         return published
+
+    def _unchanged(
+        self, obj: object, kind: str, name: str | None, version: str | None
+    ) -> list[Published] | None:
+        """What a starting host already serves from this very source, if anything.
+
+        ``microlib serve NOTEBOOK`` redeploys its notebooks at every start, after the
+        host restored its deployment log: a source identical to the newest version of a
+        model, or to a version that takes traffic, publishes nothing new, so routes,
+        rollbacks and pins made since survive the restart. Adapter, service and module
+        sources identical to the last one deployed under their name are skipped too.
+        """
+        if not isinstance(obj, str):
+            return None
+        if kind != "model":
+            same = name is not None and self._sources.get((kind, name)) == obj
+            return [Published(name, None, None)] if same and name is not None else None
+        out = []
+        for entry in self.registry.entries():
+            for mv in entry.versions.values():
+                serving = mv is entry.latest() or mv.version in entry.routes
+                if mv.source == obj and serving and version in (None, mv.version):
+                    out.append(Published(mv.name, mv.version, mv.spec.endpoint))
+                    break
+        return out or None
+
+    async def _record(self, record: DeploymentRecord) -> None:
+        """Append ``record`` to the deployment log before the change is acknowledged.
+
+        Raises:
+            ServiceUnavailable: the log refused it (the caller then changes nothing).
+        """
+        if self.deployment_log is None:
+            return
+        try:
+            await asyncio.to_thread(self.deployment_log.append, record)
+        except DatasourceError as exc:
+            # Not recorded means not done: the caller changes nothing, and says so.
+            raise ServiceUnavailable(
+                f"{exc.message}; nothing was changed, try again", kind=record.kind
+            ) from None
 
     def _log(self, kind: str, names: list[str], versions: list[str | None], who: str) -> None:
         self.deployments.append(
@@ -244,6 +302,7 @@ class Host:
         kind: str,
         name: str | None,
         version: str | None,
+        who: str = "python",
     ) -> list[Published]:
         if kind not in KINDS:
             raise DeployRefused(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -265,25 +324,53 @@ class Host:
             if not classes:
                 raise DeployRefused("the model source defines no Model subclass")
             try:
-                return await self._publish_models(classes, version, obj)
+                return await self._publish_models(classes, version, obj, who=who)
             except DeployRefused as exc:
                 raise with_class_line(exc, obj, classes) from None
         assert name is not None
-        if kind == "adapter":
-            module = await asyncio.to_thread(run_source, obj, kind="adapter", name=name)
-            bound = self.adapters.register_module(name, vars(module), module.__name__)
-            if not bound:
-                raise DeployRefused(f"adapter source {name} defines no function")
-        elif kind == "service":
-            service = await asyncio.to_thread(_run_service, obj, name)
-            self.services.register(name, service)
-        else:
-            await asyncio.to_thread(install_module, name, obj)
+        await self._install_source(
+            obj, kind, name, DeploymentRecord(kind, (name,), (None,), who=who, source=obj)
+        )
         return [Published(name, None, None)]
 
+    async def _install_source(
+        self, source: str, kind: str, name: str, record: DeploymentRecord | None
+    ) -> None:
+        """Run an adapter, service or module source, record it (unless restoring), bind it."""
+        if kind == "adapter":
+            module = await asyncio.to_thread(run_source, source, kind="adapter", name=name)
+            if not adapter_functions(vars(module), module.__name__):
+                raise DeployRefused(f"adapter source {name} defines no function")
+            if record is not None:
+                await self._record(record)
+            self.adapters.register_module(name, vars(module), module.__name__)
+        elif kind == "service":
+            service = await asyncio.to_thread(_run_service, source, name)
+            if record is not None:
+                await self._record(record)
+            self.services.register(name, service)
+        else:
+            if record is not None:
+                await self._record(record)
+            await asyncio.to_thread(install_module, name, source)
+        self._sources[(kind, name)] = source
+
     async def _publish_models(
-        self, classes: list[type[Model]], version: str | None, source: str | None
+        self,
+        classes: list[type[Model]],
+        version: str | None,
+        source: str | None,
+        *,
+        who: str = "python",
+        restoring: Mapping[str, str] | None = None,
     ) -> list[Published]:
+        """Check, prepare, record and swap in new versions of ``classes`` (all or none).
+
+        Args:
+            restoring: lower-case name -> recorded version, when a starting host
+                re-creates versions from its log: the recorded numbers are used, stored
+                rows are neither re-checked nor migrated again, and nothing is recorded.
+        """
         # Everything is checked before anything is swapped in: all models or none.
         now = dt.datetime.now(dt.UTC)
         planned: list[ModelVersion] = []
@@ -294,9 +381,12 @@ class Host:
             self._check_binding(cls)
             spec = cls.spec()
             self.registry.check_endpoint(spec.name, spec.endpoint)
-            mv = ModelVersion(
-                spec.name, self.registry.next_version(spec.name, version), cls, spec, now, source
+            number = (
+                restoring[spec.name.lower()]
+                if restoring is not None
+                else self.registry.next_version(spec.name, version)
             )
+            mv = ModelVersion(spec.name, number, cls, spec, now, source)
             planned.append(mv)
         self.commands.check(planned)
         self.secrets.check(planned)
@@ -305,7 +395,8 @@ class Host:
         for mv in planned:
             store = await self._open(self.datasource_for(mv.spec.datasource))
             schema = table_schema(mv)
-            await self._check_evolution(mv, store, schema)
+            if restoring is None:
+                await self._check_evolution(mv, store, schema)
             await self.secrets.check_stored(mv, store)
             prepared.append((mv, store, schema))
         for mv, store, schema in prepared:
@@ -319,8 +410,21 @@ class Host:
                 self._repos[schema.name] = repo
             repo.model = mv.name
             repo.defaults = column_defaults(self.registry.find(mv.name), mv)
-            if mv.spec.has_migrate:
+            if mv.spec.has_migrate and restoring is None:
                 await self._migrate(mv, repo)
+        if source is not None and restoring is None:
+            # Durable before it serves: a version that is live was recorded.
+            await self._record(
+                DeploymentRecord(
+                    "model",
+                    tuple(mv.name for mv in planned),
+                    tuple(mv.version for mv in planned),
+                    now,
+                    who,
+                    source,
+                    tuple(mv.spec.endpoint for mv in planned),
+                )
+            )
         out = []
         for _, store, _ in prepared:
             if self._sql.needs_mirror(store):
@@ -329,10 +433,63 @@ class Host:
             mv.runtime = VersionRuntime(self, mv)
             mv.cls.__microlib_runtime__ = mv.runtime
             entry = self.registry.add(mv)
-            self.ports.sync(entry)
+            if restoring is None:
+                self.ports.sync(entry)  # a restore syncs once, with the final routes
             out.append(Published(mv.name, mv.version, mv.spec.endpoint))
             log.info("published %s %s at %s", mv.name, mv.version, mv.spec.endpoint)
         return out
+
+    # -- restart safety (see restore.py) --------------------------------------------------------
+
+    async def restore_source(
+        self, record: DeploymentRecord, wanted: Mapping[str, str]
+    ) -> list[str]:
+        """Run one recorded source again; models re-create the versions in ``wanted``.
+
+        Returns:
+            ``"Name version"`` of each version re-created (or the source's kind and name).
+        """
+        assert record.source is not None
+        name = record.names[0] if record.names else ""
+        if record.kind != "model":
+            await self._install_source(record.source, record.kind, name, None)
+            return [f"{record.kind} {name}"]
+        module = await asyncio.to_thread(run_source, record.source, kind="model", name=None)
+        classes = [c for c in models_defined(module) if c.__name__.lower() in wanted]
+        missing = set(wanted) - {c.__name__.lower() for c in classes}
+        if missing:
+            raise DeployRefused(f"the source no longer defines {', '.join(sorted(missing))}")
+        published = await self._publish_models(classes, None, record.source, restoring=wanted)
+        return [f"{p.name} {p.version}" for p in published]
+
+    def apply_restored_state(self, state: ModelState) -> str | None:
+        """Give a restored model its recorded routes and published flag.
+
+        Returns:
+            A note when the recorded state could not be applied exactly (a routed
+            version failed to restore), else ``None``.
+        """
+        entry = self.registry.find(state.name)
+        if entry is None:
+            return None  # no version restored: the failures are already reported
+        entry.deploys = state.deploys
+        routes = {v: w for v, w in state.routes.items() if v in entry.versions}
+        note = None
+        if routes != state.routes:
+            fallback = entry.latest().version
+            routes = routes or {fallback: 100.0}
+            note = (
+                f"{entry.name}: routes {state.routes} name versions that failed to restore; "
+                f"serving {routes}"
+            )
+        entry.routes = routes
+        entry.published = state.published
+        if entry.published:
+            self.ports.sync(entry)
+        else:
+            self.events.off_owner(("model", entry.name.lower()))
+            self.ports.sync(entry)
+        return note
 
     async def _columns(self, store: DataSource, table: str) -> set[str]:
         """The table's columns (remembered: this host is the table's only writer)."""
@@ -445,6 +602,9 @@ class Host:
     async def unpublish_async(self, name: str, *, who: str = "python") -> ModelEntry:
         """:meth:`unpublish` on the host loop; ``who`` goes to the deployment log."""
         async with self._deploy_lock:
+            entry = self.registry.get(name)
+            if entry.published and _recorded(entry):
+                await self._record(DeploymentRecord("unpublish", (entry.name,), (None,), who=who))
             entry = self.registry.unpublish(name)
             self.events.off_owner(("model", entry.name.lower()))
             self.ports.sync(entry)
@@ -464,7 +624,17 @@ class Host:
     ) -> dict[str, Any]:
         """:meth:`rollback` on the host loop; ``who`` goes to the deployment log."""
         async with self._deploy_lock:
+            entry = self.registry.get(name)
+            before = (dict(entry.routes), entry.published)
             entry = self.registry.rollback(name, version)
+            try:
+                if _recorded(entry):
+                    await self._record(
+                        DeploymentRecord("rollback", (entry.name,), (entry.active,), who=who)
+                    )
+            except BaseException:
+                entry.routes, entry.published = before  # not recorded, so not done
+                raise
             self.ports.sync(entry)
             self._log("rollback", [entry.name], [entry.active], who)
             return self.config_entry(entry)
@@ -478,7 +648,18 @@ class Host:
     ) -> dict[str, Any]:
         """:meth:`route` on the host loop; ``who`` goes to the deployment log."""
         async with self._deploy_lock:
+            entry = self.registry.get(name)
+            before = (dict(entry.routes), entry.published)
             entry = self.registry.route(name, weights)
+            try:
+                if _recorded(entry):
+                    record = DeploymentRecord(
+                        "route", (entry.name,), who=who, weights=dict(entry.routes)
+                    )
+                    await self._record(record)
+            except BaseException:
+                entry.routes, entry.published = before  # not recorded, so not done
+                raise
             self.ports.sync(entry)
             self._log("route", [entry.name], list(entry.routes), who)
             return self.config_entry(entry)
@@ -640,6 +821,8 @@ class Host:
             log.warning("event handlers still running at close")
         await self.ports.close()
         self._sql.close()
+        if self.deployment_log is not None:
+            self.deployment_log.close()
         for store in self._datasources.values():
             try:
                 await store.close()
@@ -683,6 +866,16 @@ def column_defaults(entry: ModelEntry | None, mv: ModelVersion) -> dict[str, Any
             else:
                 out.pop(name, None)
     return out
+
+
+def _recorded(entry: ModelEntry) -> bool:
+    """Whether a change of ``entry``'s routes goes to the deployment log.
+
+    Versions published as Python classes (``host.publish(Order)``, a ``%%microlib
+    model`` cell in the in-kernel host) have no source to restore from, so a change
+    routing traffic to one of them is not recorded: a restarted host could not honour it.
+    """
+    return all(entry.versions[v].source is not None for v in entry.routes if v in entry.versions)
 
 
 def _run_service(source: str, name: str) -> Any:
