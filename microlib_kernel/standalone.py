@@ -75,6 +75,10 @@ def run_standalone(
 
         host = Host(settings=settings)
         host.starting = True
+        if host.restore_report.records:
+            say(f"microlib: {host.restore_report.summary()}")
+            for note in host.restore_report.notes:
+                say(f"microlib: restore: {note}")
         url = host.serve()
         say(
             f"microlib: serving {host.api_url} ({host.datasource.describe()}); "

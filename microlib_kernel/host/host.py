@@ -285,7 +285,8 @@ class Host:
         except DatasourceError as exc:
             # Not recorded means not done: the caller changes nothing, and says so.
             raise ServiceUnavailable(
-                f"{exc.message}; nothing was changed, try again", kind=record.kind
+                f"the deployment could not be recorded: {exc.message}; nothing was changed, try again",
+                kind=record.kind,
             ) from None
 
     def _log(self, kind: str, names: list[str], versions: list[str | None], who: str) -> None:

@@ -82,6 +82,10 @@ class AdminRoutes:
             "version": __version__,
             "models": len(host.registry.entries()),
         }
+        report = host.restore_report
+        if report.failed or report.notes:
+            # Versions that did not come back after a restart: the others serve.
+            body["restore"] = {"failed": report.failed, "notes": report.notes}
         if status != "ok":
             body["error"] = f"the host is {status}"
             return JSONResponse(body, 503, {"Retry-After": "1"})

@@ -122,9 +122,7 @@ class DuckDBDeploymentLog(DeploymentLog):
                     ],
                 ).fetchone()
             except duckdb.Error as exc:
-                raise DatasourceError(
-                    f"the deployment could not be recorded in {self.path}: {exc}"
-                ) from None
+                raise DatasourceError(f"{self.path} refused the record: {exc}") from None
         return DeploymentRecord(**{**_fields(record), "seq": int(row[0])})
 
     def load(self) -> list[DeploymentRecord]:
