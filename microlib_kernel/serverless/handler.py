@@ -115,7 +115,11 @@ def make_handler(
     os.environ.setdefault("HOME", "/tmp")  # DuckDB wants a home; Lambda sets none
     host = Host(settings=lambda_settings(datasource, settings))
     try:
+        # A cold start is a start: sources a restored deployment log already serves
+        # (an instance whose /tmp survived) publish nothing new (see Host._unchanged).
+        host.starting = True
         published = publish_sources(host, sources)
+        host.starting = False
         function = LambdaFunction(host, sources, published, base_path_of(base_path))
     except BaseException:
         host.close()

@@ -279,3 +279,17 @@ def test_memory_hosts_keep_their_log_in_memory(tmp_path: Path, url: str) -> None
         assert len(api.host.deployment_log.load()) == 1
     with served(tmp_path, url) as api:
         assert api.state()["models"] == {}
+
+
+def test_an_endpoint_taken_over_after_an_unpublish_is_restored(tmp_path: Path) -> None:
+    memo = DRAFT.replace("class Draft", "class Memo").replace("text: str", "body: str")
+    with served(tmp_path) as api:
+        api.ok(api.deploy(DRAFT), 201)
+        draft = api.ok(api.client.post("/models/drafts", json={"text": "hello"}), 201)
+        api.ok(api.client.delete("/deploy/draft"))
+        api.ok(api.deploy(memo), 201)  # the same endpoint, another model
+        before = api.state()
+    with served(tmp_path) as api:
+        assert api.host.restore_report.ok and api.state() == before
+        got = api.ok(api.client.get(f"/models/drafts/{draft['id']}"))
+        assert got["body"] == "" and "text" not in got  # served by Memo, not Draft
