@@ -285,7 +285,8 @@ class Host:
         except DatasourceError as exc:
             # Not recorded means not done: the caller changes nothing, and says so.
             raise ServiceUnavailable(
-                f"the deployment could not be recorded: {exc.message}; nothing was changed, try again",
+                f"the deployment could not be recorded: {exc.message}; nothing was changed, "
+                "try again",
                 kind=record.kind,
             ) from None
 

@@ -10,7 +10,8 @@ state, and a second host reading the same log (a shared database, later) rebuild
 same state. Implementations: :class:`MemoryDeploymentLog` (``memory://``,
 ``duckdb://:memory:``: nothing outlives the process) and
 :class:`~microlib_kernel.store.deployments_duckdb.DuckDBDeploymentLog` (the embedded
-default). A PostgreSQL log is one more class with the same three methods.
+default), and :class:`~microlib_kernel.store.deployments_postgres.PostgresDeploymentLog`
+(a table several hosts share).
 
 The port lives in ``store/`` next to :class:`~microlib_kernel.store.base.DataSource`
 because stores must not import the host (import-linter contract); the host depends on
@@ -163,6 +164,7 @@ class MemoryDeploymentLog(DeploymentLog):
 
 LogFactory = Callable[[str, "Settings"], DeploymentLog]
 _FACTORIES: dict[str, LogFactory] = {}
+_BUILTIN = ("duckdb", "file", "postgresql", "postgres")
 
 
 def register_deployment_log(scheme: str, factory: LogFactory, *, replace: bool = False) -> None:
@@ -172,7 +174,7 @@ def register_deployment_log(scheme: str, factory: LogFactory, *, replace: bool =
         DatasourceError: the scheme already has a factory (pass ``replace=True``).
     """
     scheme = scheme.lower()
-    if not replace and (scheme in _FACTORIES or scheme in ("duckdb", "file")):
+    if not replace and (scheme in _FACTORIES or scheme in _BUILTIN):
         raise DatasourceError(f"a deployment log for scheme {scheme!r} is already registered")
     _FACTORIES[scheme] = factory
 
@@ -181,7 +183,8 @@ def open_deployment_log(url: str, settings: Settings) -> DeploymentLog:
     """The deployment log of a host whose default datasource is ``url``.
 
     ``duckdb:///x.duckdb`` keeps it in the sibling file ``x.deployments.duckdb``;
-    ``file:///dir`` in ``dir/deployments.duckdb``; ``memory://``, ``duckdb://:memory:``
+    ``file:///dir`` in ``dir/deployments.duckdb``; ``postgresql://...`` in a table of
+    that database (shared by every host on it); ``memory://``, ``duckdb://:memory:``
     and schemes without a registered log keep it in memory.
 
     Raises:
@@ -193,6 +196,10 @@ def open_deployment_log(url: str, settings: Settings) -> DeploymentLog:
     factory = _FACTORIES.get(scheme)
     if factory is not None:
         return factory(url, settings)
+    if scheme in ("postgresql", "postgres"):
+        from .deployments_postgres import PostgresDeploymentLog
+
+        return PostgresDeploymentLog(url)
     if scheme in ("duckdb", "file"):
         path = url_path(url, settings)
         if path is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from microlib_kernel.store.deployments import (
     register_deployment_log,
 )
 from microlib_kernel.store.deployments_duckdb import DuckDBDeploymentLog, log_path
+from microlib_kernel.store.deployments_postgres import PostgresDeploymentLog
 
 SOURCE = (
     "from microlib_kernel import Model\nclass Order(Model, endpoint='orders'):\n    x: int = 0\n"
@@ -31,18 +33,41 @@ def model_record(version: str, **extra: object) -> DeploymentRecord:
     )
 
 
-@pytest.fixture(params=["memory", "duckdb"])
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own (random name), dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"microlib_log_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["memory", "duckdb", "postgres"])
 def make_log(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], DeploymentLog]]:
     opened: list[DeploymentLog] = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
 
     def make() -> DeploymentLog:
         log: DeploymentLog
         if request.param == "memory":
             log = opened[0] if opened else MemoryDeploymentLog()
-        else:
+        elif request.param == "duckdb":
             log = DuckDBDeploymentLog(tmp_path / "app.deployments.duckdb")
+        else:
+            log = PostgresDeploymentLog(url)
         opened.append(log)
         return log
 
@@ -171,3 +196,48 @@ def test_a_scheme_can_register_its_own_log(tmp_path: Path) -> None:
         from microlib_kernel.store import deployments
 
         deployments._FACTORIES.pop("testlog", None)
+
+
+def test_two_postgres_logs_on_one_database_see_one_history(pg_url: str) -> None:
+    """Hosts sharing a database append to, and replay, the same ordered log."""
+    a, b = PostgresDeploymentLog(pg_url), PostgresDeploymentLog(pg_url)
+    try:
+        errors: list[BaseException] = []
+
+        def work(log: PostgresDeploymentLog, tag: str) -> None:
+            try:
+                for j in range(15):
+                    log.append(model_record(f"1.{tag}.{j}"))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(log, t)) for log, t in ((a, "1"), (b, "2"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert a.load() == b.load()
+        assert [r.seq for r in a.load()] == list(range(1, 31))  # no gaps
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_postgres_log_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    import psycopg
+
+    log = PostgresDeploymentLog(pg_url)
+    try:
+        log.append(model_record("1.0.0"))
+        pid = log._con.info.backend_pid
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(DatasourceError, match="refused"):
+            log.append(model_record("1.0.1"))  # the answer is an error (503 upstream)
+        assert log.append(model_record("1.0.1")).seq == 2  # the next one reconnects
+        assert [r.versions for r in log.load()] == [("1.0.0",), ("1.0.1",)]
+    finally:
+        log.close()
+    with pytest.raises(DatasourceError, match="closed"):
+        log.load()

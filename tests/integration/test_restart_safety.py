@@ -183,7 +183,8 @@ def test_a_version_whose_code_no_longer_runs_is_reported_and_the_others_serve(
     config.write_text('{"max": 5}')
     fragile = order(
         "v2",
-        f"limit: int = __import__('json').loads(__import__('pathlib').Path({str(config)!r}).read_text())['max']",
+        "limit: int = __import__('json').loads("
+        f"__import__('pathlib').Path({str(config)!r}).read_text())['max']",
     )
     with served(tmp_path) as api:
         api.ok(api.deploy(MODULE, kind="module", name="pricing"), 201)

@@ -1,0 +1,155 @@
+"""The deployment log on PostgreSQL: one table that several hosts share (issue 16).
+
+Hosts whose datasource is ``postgresql://...`` keep their log in the table
+``microlib_deployment_log`` of that database, so a host started later, or restarted,
+replays the same records and serves what is active. (Telling running hosts about a
+record appended by another host is the bus's job, not the log's.)
+
+Each :meth:`append` is one transaction that takes the table's ``SHARE ROW EXCLUSIVE``
+lock and inserts ``max(seq) + 1``: sequence numbers have no gaps and follow commit order,
+so a reader that has seen ``seq <= n`` never misses a record committed later with a
+smaller number (an identity column would give no such promise). Appends are rare
+(deploys), so serialising them costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from ..errors import DatasourceError
+from .deployments import DeploymentLog, DeploymentRecord
+
+_TABLE = "microlib_deployment_log"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {_TABLE} (
+    seq BIGINT PRIMARY KEY,
+    time TIMESTAMPTZ NOT NULL,
+    kind TEXT NOT NULL,
+    names TEXT[] NOT NULL,
+    versions TEXT[] NOT NULL,
+    endpoints TEXT[] NOT NULL,
+    weights JSONB,
+    source TEXT,
+    who TEXT NOT NULL
+)
+"""
+_COLUMNS = "seq, time, kind, names, versions, endpoints, weights, source, who"
+
+
+class PostgresDeploymentLog(DeploymentLog):
+    """A :class:`DeploymentLog` in a PostgreSQL table (psycopg 3, one connection).
+
+    Args:
+        url: a libpq URL, ``postgresql://user@host:port/db``.
+
+    Raises:
+        DatasourceError: psycopg is missing, or the database cannot be reached.
+    """
+
+    durable = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._con: Any = None
+        self._closed = False
+        with self._lock:
+            self._run(lambda con: con.execute(_SCHEMA))
+
+    def describe(self) -> str:
+        return f"postgresql: {_TABLE}"
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise DatasourceError(
+                "the PostgreSQL deployment log needs psycopg: pip install 'psycopg[binary]'"
+            ) from None
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise DatasourceError(f"cannot reach the deployment log's database: {exc}") from None
+
+    def _run(self, job: Any) -> Any:
+        """Run ``job(connection)``; a broken connection is dropped (the next call reconnects)."""
+        import psycopg
+
+        if self._closed:
+            raise DatasourceError("the PostgreSQL deployment log is closed")
+        if self._con is None or self._con.closed:
+            self._con = self._connect()
+        try:
+            return job(self._con)
+        except psycopg.Error as exc:
+            if self._con.broken or self._con.closed:
+                self._con = None
+            raise DatasourceError(f"the deployment log's database refused it: {exc}") from None
+
+    def append(self, record: DeploymentRecord) -> DeploymentRecord:
+        weights = json.dumps(record.weights) if record.weights is not None else None
+        params = [
+            record.time,
+            record.kind,
+            list(record.names),
+            list(record.versions),
+            list(record.endpoints),
+            weights,
+            record.source,
+            record.who,
+        ]
+
+        def insert(con: Any) -> int:
+            with con.transaction():
+                con.execute(f"LOCK TABLE {_TABLE} IN SHARE ROW EXCLUSIVE MODE")
+                row = con.execute(
+                    f"INSERT INTO {_TABLE} ({_COLUMNS}) SELECT coalesce(max(seq), 0) + 1, "
+                    f"%s, %s, %s, %s, %s, %s::jsonb, %s, %s FROM {_TABLE} RETURNING seq",
+                    params,
+                ).fetchone()
+            return int(row[0])
+
+        with self._lock:
+            seq = self._run(insert)
+        return DeploymentRecord(
+            kind=record.kind,
+            names=record.names,
+            versions=record.versions,
+            time=record.time,
+            who=record.who,
+            source=record.source,
+            endpoints=record.endpoints,
+            weights=record.weights,
+            seq=seq,
+        )
+
+    def load(self) -> list[DeploymentRecord]:
+        with self._lock:
+            rows = self._run(
+                lambda con: con.execute(f"SELECT {_COLUMNS} FROM {_TABLE} ORDER BY seq").fetchall()
+            )
+        return [_record(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+
+def _record(row: tuple[Any, ...]) -> DeploymentRecord:
+    seq, time, kind, names, versions, endpoints, weights, source, who = row
+    return DeploymentRecord(
+        kind=kind,
+        names=tuple(names),
+        versions=tuple(versions),
+        time=time,
+        who=who,
+        source=source,
+        endpoints=tuple(endpoints),
+        weights={str(k): float(v) for k, v in weights.items()} if weights else None,
+        seq=int(seq),
+    )
