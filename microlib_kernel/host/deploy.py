@@ -183,3 +183,20 @@ def install_module(name: str, source: str) -> types.ModuleType:
     module = run_source(source, kind="module", name=name, module_name=f"{MODULES_PACKAGE}.{name}")
     setattr(pkg, name, module)
     return module
+
+
+def installed_module(name: str) -> types.ModuleType | None:
+    """The module installed as ``microlib_modules.NAME``, if any."""
+    return sys.modules.get(f"{MODULES_PACKAGE}.{name}")
+
+
+def reinstall_module(name: str, module: types.ModuleType | None) -> None:
+    """Put ``microlib_modules.NAME`` back to ``module`` (``None``: remove it)."""
+    pkg = modules_package()
+    if module is None:
+        sys.modules.pop(f"{MODULES_PACKAGE}.{name}", None)
+        if hasattr(pkg, name):
+            delattr(pkg, name)
+    else:
+        sys.modules[f"{MODULES_PACKAGE}.{name}"] = module
+        setattr(pkg, name, module)

@@ -42,7 +42,9 @@ from .deploy import (
     Deployment,
     Published,
     install_module,
+    installed_module,
     models_defined,
+    reinstall_module,
     run_source,
     service_object,
 )
@@ -352,9 +354,14 @@ class Host:
                 await self._record(record)
             self.services.register(name, service)
         else:
-            if record is not None:
-                await self._record(record)
+            previous = installed_module(name)
             await asyncio.to_thread(install_module, name, source)
+            if record is not None:
+                try:
+                    await self._record(record)
+                except BaseException:
+                    reinstall_module(name, previous)  # not recorded, so not done
+                    raise
         self._sources[(kind, name)] = source
 
     async def _publish_models(

@@ -3,6 +3,7 @@ made over HTTP come back, exactly, in a new Host on the same file (issue 16)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -256,6 +257,10 @@ def test_a_change_the_log_cannot_record_is_refused_and_not_applied(tmp_path: Pat
             assert "nothing was changed" in response.json()["error"]
         assert api.state() == before
         assert "late.x" not in api.host.adapters
+        pricing = sys.modules["microlib_modules.pricing"]
+        refused = api.deploy("RATE = 9.0\n", kind="module", name="pricing")
+        assert refused.status_code == 503  # the module ran, was not recorded: it is put back
+        assert sys.modules["microlib_modules.pricing"] is pricing and pricing.RATE == 1.25
 
 
 def test_models_published_as_classes_are_not_recorded(tmp_path: Path) -> None:
