@@ -46,6 +46,12 @@ class Settings:
             :data:`GC_THRESHOLDS`). A host caching many instances otherwise spends a large
             share of its time in full collections that walk them; this is process-wide,
             so it is off by default and on in ``microlib serve``.
+        bus: the bus joining several hosts on one shared datasource
+            (``nats://127.0.0.1:4222``, ``redis://127.0.0.1:6379/0``); empty: none.
+        bus_cluster: the name hosts of one deployment share on the bus.
+        bus_forward: comma-separated glob patterns of local events sent to other hosts.
+        bus_accept: comma-separated glob patterns of remote events published here.
+        node: this host's id on the bus (default ``hostname:pid:xxxx``).
     """
 
     datasource: str = "duckdb:///.microlib/microlib.duckdb"
@@ -63,6 +69,11 @@ class Settings:
     commit_batch: int = 5000
     commit_delay: float = 0.0
     tune_gc: bool = False
+    bus: str = ""
+    bus_cluster: str = "default"
+    bus_forward: str = ""
+    bus_accept: str = "*"
+    node: str = ""
     cwd: str = ""
 
     @classmethod

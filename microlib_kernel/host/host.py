@@ -55,6 +55,7 @@ from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
     from ..store.sql import SqlResult
+    from .cluster import ClusterLink
 
 log = logging.getLogger("microlib_kernel.host")
 
@@ -153,6 +154,29 @@ class Host:
 
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
+        self.cluster: ClusterLink | None = None
+        if settings.bus:
+            self.cluster = self._join_bus()
+
+    def _join_bus(self) -> ClusterLink:
+        from ..bus import create_bus
+        from .cluster import ClusterLink, patterns
+
+        s = self.settings
+        link = ClusterLink(
+            self,
+            create_bus(s.bus, cluster=s.bus_cluster),
+            node=s.node or None,
+            forward=patterns(s.bus_forward),
+            accept=patterns(s.bus_accept),
+        )
+        try:
+            self.loop.run(link.open(), timeout=30)
+        except BaseException:
+            self.loop.run(self._close_async(), timeout=60)
+            self.loop.stop()
+            raise
+        return link
 
     # -- datasources and repositories ----------------------------------------------------------
 
@@ -639,6 +663,8 @@ class Host:
         except TimeoutError:
             log.warning("event handlers still running at close")
         await self.ports.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         self._sql.close()
         for store in self._datasources.values():
             try:
