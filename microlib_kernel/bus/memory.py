@@ -45,7 +45,7 @@ class MemoryBus(Bus):
     def __init__(self, url: str, *, cluster: str = "default") -> None:
         super().__init__(url, cluster=cluster)
         self.hub = MemoryHub.named(f"{url.split('://', 1)[1] or 'default'}/{cluster}")
-        
+
     async def _connect(self) -> None:
         self.hub.members.append(self)
         self._set_connected(not self.hub.down)

@@ -18,7 +18,8 @@ def test_message_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"not json", b"[1,2]", b'{"topic":"events"}', b'{"topic":"e","id":"1","origin":"a","data":3}']
+    "raw",
+    [b"not json", b"[1,2]", b'{"topic":"events"}', b'{"topic":"e","id":"1","origin":"a","data":3}'],
 )
 def test_malformed_messages_are_refused(raw: bytes) -> None:
     with pytest.raises(ValueError):
