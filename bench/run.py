@@ -39,6 +39,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("polylith", 900, 300),
     ("kernel_gateway", 600, 240),
     ("http_bench", 900, 240),
+    ("postgres_bench", 400, 90),
 ]
 
 
