@@ -49,9 +49,7 @@ def bus(request: pytest.FixtureRequest) -> str:
     return f"memory://{uuid.uuid4().hex}"
 
 
-def test_without_a_bus_the_other_host_serves_its_cached_copy(
-    pg_url: str, tmp_path: Path
-) -> None:
+def test_without_a_bus_the_other_host_serves_its_cached_copy(pg_url: str, tmp_path: Path) -> None:
     a, api_a = _serve(pg_url, tmp_path)
     b, api_b = _serve(pg_url, tmp_path)
     try:
@@ -85,9 +83,10 @@ def test_a_write_through_one_host_is_read_fresh_through_the_other(
             )
         # Writes through b reach a the same way; deletes too.
         api_b.patch(f"/models/orders/{oid}", json={"status": "CANCELED"})
-        wait_until(lambda: api_a.get(f"/models/orders/{oid}").json()["status"] == "CANCELED", 5, "a")
+        url = f"/models/orders/{oid}"
+        wait_until(lambda: api_a.get(url).json()["status"] == "CANCELED", 5, "a seeing it")
         api_a.delete(f"/models/orders/{oid}")
-        wait_until(lambda: api_b.get(f"/models/orders/{oid}").status_code == 404, 5, "b seeing it gone")
+        wait_until(lambda: api_b.get(url).status_code == 404, 5, "b seeing it gone")
         assert b.cluster is not None and b.cluster.describe()["invalidations"] >= 5
     finally:
         for host, client in ((a, api_a), (b, api_b)):
