@@ -52,6 +52,9 @@ class Settings:
         bus_forward: comma-separated glob patterns of local events sent to other hosts.
         bus_accept: comma-separated glob patterns of remote events published here.
         node: this host's id on the bus (default ``hostname:pid:xxxx``).
+        lease_ttl: seconds a host's lease on a running flow lasts without renewal, on a
+            datasource several hosts share: how long a dead host's flows wait before
+            another host resumes them.
     """
 
     datasource: str = "duckdb:///.microlib/microlib.duckdb"
@@ -74,6 +77,7 @@ class Settings:
     bus_forward: str = ""
     bus_accept: str = "*"
     node: str = ""
+    lease_ttl: float = 10.0
     cwd: str = ""
 
     @classmethod

@@ -79,6 +79,10 @@ class Conflict(MicrolibError):
     status = 409
 
 
+class FlowElsewhere(Conflict):
+    """Another live host runs this instance's flow (it holds the instance's lease)."""
+
+
 class PortFailed(MicrolibError):
     """A port's adapter failed (after its retries)."""
 
@@ -151,6 +155,7 @@ __all__ = [
     "DatasourceLocked",
     "DatasourceUnavailable",
     "DeployRefused",
+    "FlowElsewhere",
     "Forbidden",
     "MicrolibError",
     "NotFound",

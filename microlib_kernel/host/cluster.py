@@ -28,7 +28,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ..bus import Bus, BusMessage
+from ..bus.base import Bus, BusMessage
 from ..domain.events import Event
 from ..domain.ids import new_id
 

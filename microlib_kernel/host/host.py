@@ -35,6 +35,7 @@ from ..store.base import Column, DataSource, TableSchema, WriteOp
 from ..store.cache import InstanceCache
 from ..store.registry import create_datasource, scheme_of
 from .adapters import AdapterRegistry, ServiceRegistry
+from .cluster import default_node_id
 from .commands import CommandRunner
 from .deploy import (
     KINDS,
@@ -152,11 +153,17 @@ class Host:
         from .ports import PortRunner
         from .relations import RelationResolver
 
+        #: This host's name on the bus and in flow leases.
+        self.node = settings.node or default_node_id()
+        self.cluster: ClusterLink | None = None
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
-        self.cluster: ClusterLink | None = None
         if settings.bus:
             self.cluster = self._join_bus()
+        self.loop.run(self._start_background())
+
+    async def _start_background(self) -> None:
+        self.ports.start()
 
     def _join_bus(self) -> ClusterLink:
         from ..bus import create_bus
@@ -166,7 +173,7 @@ class Host:
         link = ClusterLink(
             self,
             create_bus(s.bus, cluster=s.bus_cluster),
-            node=s.node or None,
+            node=self.node,
             forward=patterns(s.bus_forward),
             accept=patterns(s.bus_accept),
         )

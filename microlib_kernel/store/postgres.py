@@ -32,6 +32,7 @@ from ..domain.types import ValueType
 from ..errors import DatasourceError, DatasourceUnavailable, DeployRefused
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .postgres_commit import GroupCommitter, PendingWrites, settle
+from .postgres_leases import PostgresLeases
 from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
 
@@ -155,6 +156,10 @@ class PostgresStore(DataSource):
         if self._engine is not None:
             await asyncio.to_thread(self._engine.close)
         await self._pool.close()
+
+    def lease_store(self) -> PostgresLeases:
+        """Flow leases in ``microlib_leases``, on this store's pool."""
+        return PostgresLeases(self._connection)
 
     def sql_engine(self) -> PostgresSqlEngine | None:
         return self._engine
