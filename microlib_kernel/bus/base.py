@@ -210,7 +210,10 @@ class Bus(abc.ABC):
         if connected == self._connected:
             return
         self._connected = connected
-        log.warning("bus %s is %s", redact(self.url), "up" if connected else "DOWN")
+        if connected:
+            log.info("bus %s is up", redact(self.url))
+        else:
+            log.warning("bus %s is DOWN: caches read through until it returns", redact(self.url))
         if connected:
             self._wake_sender()
         for listener in self._listeners:

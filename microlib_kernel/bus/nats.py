@@ -34,15 +34,23 @@ class NatsBus(Bus):
         self._nc: Any = None
         self._js: Any = None
         self._subs: list[Any] = []
+        self._seen: dict[str, int] = {}
 
     async def _connect(self) -> None:
         import nats
-        from nats.js.api import DeliverPolicy, StreamConfig
+        from nats.js.api import StreamConfig
 
         async def disconnected() -> None:
             self._set_connected(False)
 
         async def reconnected() -> None:
+            # A restarted server has forgotten our consumers: subscribe again from the
+            # last message each topic saw, and only then trust the caches again.
+            try:
+                await self._subscribe()
+            except Exception as exc:
+                log.warning("nats: re-subscribing after a reconnect failed: %s", exc)
+                return
             self._set_connected(True)
 
         async def error(exc: Exception) -> None:
@@ -51,7 +59,7 @@ class NatsBus(Bus):
         # The first connect gives up quickly (the host starts and retries in the
         # background); once connected, reconnect forever: a NATS restart must not need
         # a host restart.
-        self._nc = await nats.connect(
+        nc = await nats.connect(
             self.url,
             name=f"microlib-{self.cluster}",
             allow_reconnect=True,
@@ -62,32 +70,59 @@ class NatsBus(Bus):
             reconnected_cb=reconnected,
             error_cb=error,
         )
-        self._nc.options["max_reconnect_attempts"] = -1
-        self._js = self._nc.jetstream(timeout=2.0)
-        config = StreamConfig(
-            name=self.stream,
-            subjects=[f"{self.prefix}.>"],
-            max_age=self.max_age,
-            duplicate_window=min(120.0, self.max_age),
-        )
         try:
-            await self._js.add_stream(config)
-        except Exception:  # it exists: make sure the config is ours
-            await self._js.update_stream(config)
+            nc.options["max_reconnect_attempts"] = -1
+            self._js = nc.jetstream(timeout=2.0)
+            config = StreamConfig(
+                name=self.stream,
+                subjects=[f"{self.prefix}.>"],
+                max_age=self.max_age,
+                duplicate_window=min(120.0, self.max_age),
+            )
+            try:
+                await self._js.add_stream(config)
+            except Exception:  # it exists: make sure the config is ours
+                await self._js.update_stream(config)
+            self._nc = nc
+            await self._subscribe()
+        except BaseException:
+            await nc.close()
+            raise
+        self._set_connected(True)
 
-        async def on_message(msg: Any) -> None:
-            await self._deliver(msg.data)
+    async def _subscribe(self) -> None:
+        """(Re)create one ordered consumer per topic, starting after the last message seen.
 
+        The first time, "the last message seen" is the stream's last message now (a new
+        host does not replay history); after a reconnect it is the last one delivered,
+        so what was published while we were away arrives (at least once).
+        """
+        from nats.js.api import DeliverPolicy
+
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the server forgot it already
+                pass
+        self._subs = []
+        if not self._seen:
+            info = await self._js.stream_info(self.stream)
+            self._seen = {topic: int(info.state.last_seq) for topic in self._handlers}
         for topic in self._handlers:
+
+            async def on_message(msg: Any, topic: str = topic) -> None:
+                self._seen[topic] = max(self._seen.get(topic, 0), msg.metadata.sequence.stream)
+                await self._deliver(msg.data)
+
             sub = await self._js.subscribe(
                 f"{self.prefix}.{topic}",
                 cb=on_message,
                 ordered_consumer=True,
-                deliver_policy=DeliverPolicy.NEW,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=_start_at(self._seen.get(topic, 0) + 1),
                 stream=self.stream,
             )
             self._subs.append(sub)
-        self._set_connected(True)
 
     async def _send(self, message: BusMessage) -> None:
         await self._js.publish(
@@ -109,3 +144,9 @@ class NatsBus(Bus):
                 await asyncio.wait_for(self._nc.close(), 5)
             except Exception:
                 pass
+
+
+def _start_at(sequence: int) -> Any:
+    from nats.js.api import ConsumerConfig
+
+    return ConsumerConfig(opt_start_seq=sequence)
