@@ -40,6 +40,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("kernel_gateway", 600, 240),
     ("http_bench", 900, 240),
     ("restart_restore", 300, 60),
+    ("postgres_bench", 400, 90),
 ]
 
 

@@ -46,6 +46,15 @@ class Settings:
             :data:`GC_THRESHOLDS`). A host caching many instances otherwise spends a large
             share of its time in full collections that walk them; this is process-wide,
             so it is off by default and on in ``microlib serve``.
+        bus: the bus joining several hosts on one shared datasource
+            (``nats://127.0.0.1:4222``, ``redis://127.0.0.1:6379/0``); empty: none.
+        bus_cluster: the name hosts of one deployment share on the bus.
+        bus_forward: comma-separated glob patterns of local events sent to other hosts.
+        bus_accept: comma-separated glob patterns of remote events published here.
+        node: this host's id on the bus (default ``hostname:pid:xxxx``).
+        lease_ttl: seconds a host's lease on a running flow lasts without renewal, on a
+            datasource several hosts share: how long a dead host's flows wait before
+            another host resumes them.
     """
 
     datasource: str = "duckdb:///.microlib/microlib.duckdb"
@@ -63,6 +72,12 @@ class Settings:
     commit_batch: int = 5000
     commit_delay: float = 0.0
     tune_gc: bool = False
+    bus: str = ""
+    bus_cluster: str = "default"
+    bus_forward: str = ""
+    bus_accept: str = "*"
+    node: str = ""
+    lease_ttl: float = 10.0
     cwd: str = ""
 
     @classmethod

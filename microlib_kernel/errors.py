@@ -79,6 +79,10 @@ class Conflict(MicrolibError):
     status = 409
 
 
+class FlowElsewhere(Conflict):
+    """Another live host runs this instance's flow (it holds the instance's lease)."""
+
+
 class PortFailed(MicrolibError):
     """A port's adapter failed (after its retries)."""
 
@@ -125,6 +129,18 @@ class DatasourceLocked(DatasourceError):
     """Another process holds the datasource's single-writer lock."""
 
 
+class DatasourceUnavailable(DatasourceError):
+    """A database server cannot be reached right now (down, restarting, out of connections).
+
+    The request changed nothing that was acknowledged; retrying later is safe. HTTP
+    answers 503 with a ``Retry-After`` header of ``retry_after`` seconds.
+    """
+
+    status = 503
+    #: Seconds a client should wait before retrying (the ``Retry-After`` header).
+    retry_after = 1
+
+
 class ServiceUnavailable(MicrolibError):
     """The host is starting, draining or closed."""
 
@@ -137,7 +153,9 @@ __all__ = [
     "Conflict",
     "DatasourceError",
     "DatasourceLocked",
+    "DatasourceUnavailable",
     "DeployRefused",
+    "FlowElsewhere",
     "Forbidden",
     "MicrolibError",
     "NotFound",

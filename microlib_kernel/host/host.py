@@ -36,6 +36,7 @@ from ..store.cache import InstanceCache
 from ..store.deployments import DeploymentLog, DeploymentRecord, open_deployment_log
 from ..store.registry import create_datasource, scheme_of
 from .adapters import AdapterRegistry, ServiceRegistry, adapter_functions
+from .cluster import default_node_id
 from .commands import CommandRunner
 from .deploy import (
     KINDS,
@@ -59,6 +60,7 @@ from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
     from ..store.sql import SqlResult
+    from .cluster import ClusterLink
 
 log = logging.getLogger("microlib_kernel.host")
 
@@ -158,6 +160,9 @@ class Host:
         from .ports import PortRunner
         from .relations import RelationResolver
 
+        #: This host's name on the bus and in flow leases.
+        self.node = settings.node or default_node_id()
+        self.cluster: ClusterLink | None = None
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
         self.deployment_log: DeploymentLog | None = None
@@ -166,9 +171,30 @@ class Host:
             self.deployment_log = open_deployment_log(settings.datasource, settings)
             # Restart safety: what was deployed before serves again, as it was.
             self.restore_report = self.loop.run(restore(self, self.deployment_log.load()))
+            if settings.bus:
+                self.cluster = self._join_bus()
+            self.loop.run(self._start_background())
         except BaseException:
             self.close()
             raise
+
+    async def _start_background(self) -> None:
+        self.ports.start()
+
+    def _join_bus(self) -> ClusterLink:
+        from ..bus import create_bus
+        from .cluster import ClusterLink, patterns
+
+        s = self.settings
+        link = ClusterLink(
+            self,
+            create_bus(s.bus, cluster=s.bus_cluster),
+            node=self.node,
+            forward=patterns(s.bus_forward),
+            accept=patterns(s.bus_accept),
+        )
+        self.loop.run(link.open(), timeout=30)
+        return link
 
     # -- datasources and repositories ----------------------------------------------------------
 
@@ -832,6 +858,8 @@ class Host:
         except TimeoutError:
             log.warning("event handlers still running at close")
         await self.ports.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         self._sql.close()
         if self.deployment_log is not None:
             self.deployment_log.close()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..domain.events import Event, Subscription
 from ..domain.saga import resume_events
-from ..errors import NotFound, PortFailed
+from ..errors import FlowElsewhere, NotFound, PortFailed
 
 if TYPE_CHECKING:
     from .ports import PortRunner
@@ -104,6 +104,8 @@ class Orchestrator:
             if instance.compensation is not None or port in instance.port_flow:
                 return
             await self.runner.run(mv, instance, spec, (), {}, event=event)
+        except FlowElsewhere:
+            pass  # another host owns this instance's flow and runs its ports
         except PortFailed:
             pass  # reported by events, the log and the saga; nobody awaits a listener
         finally:
@@ -119,29 +121,50 @@ class Orchestrator:
         repo = self.host.repository(entry.endpoint)
         resumed = 0
         for record in await repo.store.records(repo.table):
-            id = record.get("id")
-            if not isinstance(id, str):
-                continue
-            mv = entry.pick(id)
-            flow = list(record.get("port_flow") or [])
-            compensation = record.get("compensation")
-            if compensation == "running":
-                log.info("%s %s: continuing an interrupted compensation", entry.name, id)
-                self.runner.spawn(self._continue_saga(mv, id))
-                resumed += 1
-                continue
-            events = resume_events(flow, compensation, mv.spec.ports)
-            for event in events:
-                log.info("%s %s: resuming its flow at %s", entry.name, id, event)
-                data: dict[str, Any] = {"resumed": True, "port_flow": flow}
-                self.host.events.publish(Event(event, data, model=entry.name, model_id=id))
-            resumed += bool(events)
+            resumed += await self._resume_record(entry, record)
         return resumed
+
+    async def resume_key(self, key: str) -> None:
+        """Resume the flow behind a lease key (``endpoint/id``) taken over from a dead host."""
+        endpoint, _, id = key.partition("/")
+        entry = self.host.registry.by_endpoint(endpoint)
+        if entry is None or not entry.published:
+            return
+        repo = self.host.repository(endpoint)
+        record = await repo.store.get(repo.table, id)
+        if record is not None:
+            await self._resume_record(entry, record)
+
+    async def _resume_record(self, entry: ModelEntry, record: dict[str, Any]) -> bool:
+        id = record.get("id")
+        if not isinstance(id, str):
+            return False
+        mv = entry.pick(id)
+        flow = list(record.get("port_flow") or [])
+        compensation = record.get("compensation")
+        if compensation == "running":
+            log.info("%s %s: continuing an interrupted compensation", entry.name, id)
+            self.runner.spawn(self._continue_saga(mv, id))
+            return True
+        events = resume_events(flow, compensation, mv.spec.ports)
+        if not events:
+            return False
+        try:
+            # Another live host may be running this flow right now: then it is not
+            # interrupted, and it is not ours to resume.
+            async with self.runner.owning(entry.endpoint, id):
+                for event in events:
+                    log.info("%s %s: resuming its flow at %s", entry.name, id, event)
+                    data: dict[str, Any] = {"resumed": True, "port_flow": flow}
+                    self.host.events.publish(Event(event, data, model=entry.name, model_id=id))
+        except FlowElsewhere:
+            return False
+        return True
 
     async def _continue_saga(self, mv: Any, id: str) -> None:
         try:
             await self.runner.saga.compensate(mv, id, "resumed after a restart")
-        except NotFound:
+        except (NotFound, FlowElsewhere):
             pass
 
     def close(self) -> None:

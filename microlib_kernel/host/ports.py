@@ -24,15 +24,19 @@ pure rules in :mod:`microlib_kernel.domain.breaker` and :mod:`microlib_kernel.do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..domain.breaker import CircuitBreaker
-from ..errors import NotFound, PortFailed, PortUnbound, ValidationFailed
+from ..domain.saga import resume_events
+from ..errors import FlowElsewhere, NotFound, PortFailed, PortUnbound, ValidationFailed
+from ..store.leases import LocalLeases
 from .binding import required_services
+from .leases import FlowLeases
 from .orchestrator import Orchestrator
 from .port_call import PortExecutor, port_label
 from .saga import SagaRunner
@@ -75,6 +79,60 @@ class PortRunner:
         self.executor = PortExecutor(self)
         self.saga = SagaRunner(self)
         self.orchestrator = Orchestrator(self)
+        self.leases = self._leases()
+
+    def _leases(self) -> FlowLeases:
+        host = self.host
+        store = host.datasource.lease_store()
+        node = host.node
+        if store is None:
+            if not host.datasource.exclusive:
+                log.warning(
+                    "%s is shared by several processes but keeps no flow leases: two "
+                    "hosts may run one instance's ports",
+                    host.datasource.describe(),
+                )
+            return FlowLeases(LocalLeases(), node, shared=False)
+        return FlowLeases(store, node, ttl=host.settings.lease_ttl, shared=True)
+
+    def start(self) -> None:
+        """Start renewing leases and taking over dead hosts' flows (on the host loop)."""
+        self.leases.start(self.orchestrator.resume_key, self._finished)
+
+    @contextlib.asynccontextmanager
+    async def owning(self, endpoint: str, id: str) -> AsyncIterator[None]:
+        """Hold the lease on ``endpoint/id`` while the block runs.
+
+        Raises:
+            FlowElsewhere: another live host holds it (runs this instance's flow).
+        """
+        key = f"{endpoint}/{id}"
+        if not await self.leases.acquire(key):
+            raise FlowElsewhere(
+                f"the flow of {endpoint}/{id} is running on another host; try again later",
+                id=id,
+            )
+        try:
+            yield
+        finally:
+            # Not awaited here: a cancelled caller must still give its hold back.
+            self.spawn(self.leases.done(key))
+
+    async def _finished(self, key: str) -> bool:
+        """Whether the instance behind ``key`` has no port or saga step left to run."""
+        endpoint, _, id = key.partition("/")
+        entry = self.host.registry.by_endpoint(endpoint)
+        if entry is None or not entry.versions:
+            return True
+        repo = self.host.repository(endpoint)
+        record = await repo.store.get(repo.table, id)
+        if record is None:
+            return True
+        compensation = record.get("compensation")
+        if compensation == "running":
+            return False
+        mv = entry.pick(id)
+        return not resume_events(list(record.get("port_flow") or []), compensation, mv.spec.ports)
 
     # -- registry hooks -----------------------------------------------------------------
 
@@ -258,10 +316,13 @@ class PortRunner:
         # nobody awaits, is worth a warning in the log.
         level = logging.WARNING if event is not None else logging.INFO
         try:
-            current = await self.host.repository(mv.spec.endpoint).get(mv, instance.id)
-            return await self.executor.run(
-                mv, current, spec, args, kwargs, event=event, protect=protect
-            )
+            async with self.owning(mv.spec.endpoint, instance.id):
+                current = await self.host.repository(mv.spec.endpoint).get(mv, instance.id)
+                return await self.executor.run(
+                    mv, current, spec, args, kwargs, event=event, protect=protect
+                )
+        except FlowElsewhere:
+            raise
         except PortUnbound as exc:
             # Nothing ran, so there is nothing to compensate: the flow waits for the
             # binding (a direct call or a restart continues it).
@@ -315,6 +376,7 @@ class PortRunner:
         """Stop listening and cancel what still runs (no write happens after this)."""
         self.closed = True
         self.orchestrator.close()
+        await self.leases.close()
         pending = [t for t in (*self._tasks, *self._running) if not t.done()]
         for task in pending:
             task.cancel()

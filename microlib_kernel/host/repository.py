@@ -19,7 +19,7 @@ import datetime as dt
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,6 +198,16 @@ class Repository:
         instance = self.materialize(mv, record)
         self.cache.put(self.table, id, instance)
         return instance
+
+    @contextlib.contextmanager
+    def _evict_on_conflict(self, id: str) -> Iterator[None]:
+        """A store shared with other processes refused a write as stale: our cached copy
+        is out of date, so drop it and let the caller's retry read the stored row."""
+        try:
+            yield
+        except Conflict:
+            self.cache.evict(self.table, id)
+            raise
 
     def _encode_new(self, instance: Model) -> dict[str, Any]:
         """The record of a new instance, with the defaults of columns its version lacks."""
@@ -436,9 +446,10 @@ class Repository:
                 changes = {**self._check_changes(mv, current, result, framework), **kept}
             updated = self._validate(mv, current, changes, bump=True)
             record = self.codec.encode(updated)
-            await self.store.write(
-                WriteOp("upsert", self.table, id, record, expect_revision=current.revision)
-            )
+            with self._evict_on_conflict(id):
+                await self.store.write(
+                    WriteOp("upsert", self.table, id, record, expect_revision=current.revision)
+                )
             self.cache.put(self.table, id, updated)
         names = list(changes)
         self._emit(
@@ -507,9 +518,10 @@ class Repository:
                     await _maybe_await(hook())
                 except (ValueError, Vetoed) as exc:
                     raise Vetoed(f"{self.model} {id} was not deleted: {exc}", id=id) from None
-            await self.store.write(
-                WriteOp("delete", self.table, id, expect_revision=current.revision)
-            )
+            with self._evict_on_conflict(id):
+                await self.store.write(
+                    WriteOp("delete", self.table, id, expect_revision=current.revision)
+                )
             self.cache.evict(self.table, id)
         self._emit("deleted", current, current.to_json)
         self._changed(id, None)

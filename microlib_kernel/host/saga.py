@@ -57,6 +57,12 @@ class SagaRunner:
         return await asyncio.shield(task)
 
     async def _walk(self, mv: ModelVersion, id: str, reason: str) -> Model:
+        # One owner per instance across hosts (see host/leases.py): a saga runs where
+        # the instance's lease is.
+        async with self.runner.owning(mv.spec.endpoint, id):
+            return await self._steps(mv, id, reason)
+
+    async def _steps(self, mv: ModelVersion, id: str, reason: str) -> Model:
         executor = self.runner.executor
         repo = self.host.repository(mv.spec.endpoint)
         current = await repo.get(mv, id)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..domain.ids import new_id
-from ..errors import MicrolibError, PayloadTooLarge, Unauthorized
+from ..errors import DatasourceUnavailable, MicrolibError, PayloadTooLarge, Unauthorized
 from .responses import JSONResponse
 
 log = logging.getLogger("microlib_kernel.http")
@@ -55,6 +55,8 @@ async def microlib_error(request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="microlib"'
     elif isinstance(exc, PayloadTooLarge):
         headers["Connection"] = "close"  # the rest of the body was not read
+    elif isinstance(exc, DatasourceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(body, exc.status, headers)
 
 

@@ -86,6 +86,10 @@ class AdminRoutes:
         if report.failed or report.notes:
             # Versions that did not come back after a restart: the others serve.
             body["restore"] = {"failed": report.failed, "notes": report.notes}
+        if host.cluster is not None:
+            # Still 200 when the bus is down: the host serves correctly by reading
+            # through its cache; the body says so.
+            body["bus"] = host.cluster.describe()
         if status != "ok":
             body["error"] = f"the host is {status}"
             return JSONResponse(body, 503, {"Retry-After": "1"})

@@ -23,10 +23,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..domain.query import Query
 from ..domain.types import ValueType
+
+if TYPE_CHECKING:
+    from .leases import LeaseStore
 
 WriteKind = Literal["upsert", "delete"]
 
@@ -189,6 +192,10 @@ class DataSource(abc.ABC):
     @abc.abstractmethod
     async def records(self, table: str) -> list[dict[str, Any]]:
         """Every record of ``table`` (for SQL mirrors and exports)."""
+
+    def lease_store(self) -> LeaseStore | None:
+        """Where hosts sharing this datasource keep flow leases (``None``: not shared)."""
+        return None
 
     def sql_engine(self) -> SqlEngine | None:
         """This store's own SQL engine, if it speaks SQL."""

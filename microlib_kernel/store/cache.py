@@ -19,10 +19,17 @@ class InstanceCache:
     def __init__(self, size: int) -> None:
         self.size = max(0, int(size))
         self._data: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # Revision floors from other hosts' writes (cache coherence): a copy older than
+        # its floor was read before that write and must not be cached again.
+        self._floors: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._suspended = False
         self.hits = 0
         self.misses = 0
 
     def get(self, table: str, id: str) -> Any | None:
+        if self._suspended:
+            self.misses += 1
+            return None
         key = (table, id)
         value = self._data.get(key)
         if value is None:
@@ -33,9 +40,13 @@ class InstanceCache:
         return value
 
     def put(self, table: str, id: str, value: Any) -> None:
-        if not self.size:
+        if not self.size or self._suspended:
             return
         key = (table, id)
+        if self._floors:
+            floor = self._floors.get(key)
+            if floor is not None and getattr(value, "revision", 0) < floor:
+                return
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self.size:
@@ -43,6 +54,33 @@ class InstanceCache:
 
     def evict(self, table: str, id: str) -> None:
         self._data.pop((table, id), None)
+
+    def invalidate(self, table: str, id: str, revision: int | None) -> None:
+        """Another process wrote ``id`` at ``revision`` (``None``: deleted it).
+
+        The cached copy goes, and no copy older than ``revision`` is cached again (a read
+        that started before that write may finish after this message arrived).
+        """
+        key = (table, id)
+        self._data.pop(key, None)
+        self._floors[key] = float("inf") if revision is None else revision
+        self._floors.move_to_end(key)
+        while len(self._floors) > max(self.size, 1000):
+            self._floors.popitem(last=False)
+
+    def suspend(self) -> None:
+        """Stop answering from the cache (the bus is down: writes elsewhere are unheard)."""
+        self._suspended = True
+        self._data.clear()
+
+    def resume(self) -> None:
+        """Cache again, starting empty (the floors stay: reads still in flight may be old)."""
+        self._data.clear()
+        self._suspended = False
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended
 
     def clear(self, table: str | None = None) -> None:
         """Drop everything, or one table's entries."""

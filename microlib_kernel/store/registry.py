@@ -31,6 +31,9 @@ _BUILTIN = {
     "memory": "microlib_kernel.store.memory:MemoryStore.from_url",
     "file": "microlib_kernel.store.file:FileStore.from_url",
     "duckdb": "microlib_kernel.store.duckdb:DuckDBStore.from_url",
+    # PostgreSQL needs the ``postgres`` extra (psycopg 3 and psycopg_pool).
+    "postgresql": "microlib_kernel.store.postgres:PostgresStore.from_url",
+    "postgres": "microlib_kernel.store.postgres:PostgresStore.from_url",
 }
 _ENTRY_POINT_GROUP = "microlib_kernel.datasources"
 
@@ -90,7 +93,13 @@ def create_datasource(url: str, settings: Settings) -> DataSource:
 
 def _load(target: str) -> Factory:
     module, _, attr = target.partition(":")
-    obj: object = importlib.import_module(module)
+    try:
+        obj: object = importlib.import_module(module)
+    except ImportError as exc:
+        raise DatasourceError(
+            f"this datasource needs a package that is not installed ({exc.name}); "
+            "for postgresql:// install microlib-kernel[postgres]"
+        ) from None
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[return-value]

@@ -1,8 +1,10 @@
-"""The DataSource contract: every store (memory, file, DuckDB on disk) passes these tests."""
+"""The DataSource contract: every store (memory, file, DuckDB on disk, PostgreSQL) passes
+these tests. PostgreSQL runs on a throwaway database (tests/pg_support.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from microlib_kernel.config import Settings
 from microlib_kernel.domain.query import Query
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, DataSource, TableSchema, WriteOp, create_datasource
+from tests.pg_support import temporary_database
 
 pytestmark = pytest.mark.anyio
 
@@ -48,16 +51,20 @@ def rec(i: int, **extra: object) -> dict:
     return base | extra
 
 
-URLS = ["memory://", "file:///store-dir", "duckdb:///store.duckdb"]
+URLS = ["memory://", "file:///store-dir", "duckdb:///store.duckdb", "postgresql"]
 
 
-@pytest.fixture(params=URLS, ids=["memory", "file", "duckdb"])
+@pytest.fixture(params=URLS, ids=["memory", "file", "duckdb", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DataSource]:
-    ds = create_datasource(request.param, Settings.load(cwd=tmp_path, env={}))
-    await ds.open()
-    await ds.ensure_table(SCHEMA)
-    yield ds
-    await ds.close()
+    with contextlib.ExitStack() as stack:
+        url = request.param
+        if url == "postgresql":
+            url = stack.enter_context(temporary_database())
+        ds = create_datasource(url, Settings.load(cwd=tmp_path, env={}))
+        await ds.open()
+        await ds.ensure_table(SCHEMA)
+        yield ds
+        await ds.close()
 
 
 async def test_write_then_read(store: DataSource) -> None:

@@ -1,0 +1,178 @@
+"""Who runs an instance's flow: one owner per instance, by lease.
+
+Several hosts on one shared datasource all listen for the same events and all resume
+interrupted flows when they start. Without an owner, two of them could run the same
+port of the same instance. A *lease* on ``endpoint/id`` makes one host the owner while
+it runs that instance's ports or saga: taken before a port runs, renewed in the
+background every ``ttl / 3`` seconds, released once the flow has nothing left to run.
+A host that dies stops renewing; when its leases expire another host's reaper takes
+them over and resumes (or compensates) those instances from their recorded state.
+
+What this guarantees: a completed step (recorded in ``port_flow``) never runs again,
+and no two live hosts run one instance's flow at once. The step that was *in flight*
+when its host died runs again on the new owner: adapters (like undo adapters) should
+be idempotent, as in any saga.
+
+The store behind it is a port (:class:`~microlib_kernel.store.leases.LeaseStore`): a
+shared datasource provides one (PostgreSQL: a table, ``store/postgres_leases.py``); for
+a datasource one process owns (DuckDB, memory, file) every lease is ours and nothing is
+stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..store.leases import LeaseStore
+
+log = logging.getLogger("microlib_kernel.leases")
+
+
+class FlowLeases:
+    """This host's leases: counted holds, background renewal, and the reaper.
+
+    Args:
+        store: where leases live.
+        node: this host's id (the owner name).
+        ttl: seconds a lease lasts without renewal (how long a dead host's flows wait).
+        shared: whether other processes use the store; without, nothing is renewed or
+            reaped (a single host resumes its own flows when it starts).
+    """
+
+    def __init__(self, store: LeaseStore, node: str, *, ttl: float = 10.0, shared: bool) -> None:
+        self.store = store
+        self.node = node
+        self.ttl = ttl
+        self.shared = shared
+        self._holds: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._finished: Callable[[str], Awaitable[bool]] = _always_finished
+        self.taken_over = 0
+        self.lost = 0
+
+    def start(
+        self,
+        on_orphan: Callable[[str], Awaitable[None]],
+        finished: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        """Renew our leases and take over expired ones (only for a shared store).
+
+        Args:
+            on_orphan: resumes the flow of a key taken over from a dead host.
+            finished: whether a key's flow has nothing left to run (then it is released).
+        """
+        self._finished = finished
+        if not self.shared:
+            return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._renew_loop()),
+            loop.create_task(self._reap_loop(on_orphan)),
+        ]
+
+    async def acquire(self, key: str) -> bool:
+        """Hold ``key`` (again); ``False`` when a live host owns it."""
+        if key in self._holds:
+            self._holds[key] += 1
+            return True
+        if self.shared and not await self.store.claim(key, self.node, self.ttl):
+            return False
+        self._holds[key] = self._holds.get(key, 0) + 1
+        return True
+
+    async def done(self, key: str) -> None:
+        """End one hold; release ``key`` once nothing holds it and its flow is finished.
+
+        A port's produced event starts the next port as a new task: yield once so that
+        it takes its hold first, and keep the lease while the flow still has a step to
+        run (if this host dies before that step, the lease is how another host finds it).
+        """
+        count = self._holds.get(key, 0) - 1
+        if count > 0:
+            self._holds[key] = count
+            return
+        self._holds[key] = 0
+        await asyncio.sleep(0)
+        if self._holds.get(key) != 0:
+            return
+        if self.shared:
+            try:
+                if not await self._finished(key):
+                    return  # renewed until its next step runs here, or a reaper takes it
+            except Exception as exc:
+                log.warning("could not check whether %s's flow finished: %s", key, exc)
+                return
+            if self._holds.get(key) != 0:
+                return
+            del self._holds[key]
+            try:
+                await self.store.release(key, self.node)
+            except Exception as exc:  # it expires by itself; a reaper finds nothing to do
+                log.warning("could not release the lease on %s: %s", key, exc)
+        else:
+            del self._holds[key]
+
+    @property
+    def held(self) -> list[str]:
+        """Keys this host holds (running, or waiting for the flow's next step)."""
+        return list(self._holds)
+
+    async def close(self) -> None:
+        """Stop renewing. Leases are left to expire: in-flight steps were cancelled, so
+        another host must resume them."""
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.store.close()
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            keys = self.held
+            if not keys:
+                continue
+            try:
+                kept = await self.store.renew(keys, self.node, self.ttl)
+            except Exception as exc:  # the datasource is down: try again next tick
+                log.warning("could not renew %d flow leases: %s", len(keys), exc)
+                continue
+            for key in set(keys) - kept:
+                # Expired before we renewed it (a long pause): another host may own it
+                # now; its commits and ours are fenced by the instance's revision.
+                self.lost += 1
+                log.warning("lost the lease on %s to another host", key)
+                self._holds.pop(key, None)
+
+    async def _reap_loop(self, on_orphan: Callable[[str], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 2)
+            try:
+                keys = await self.store.expired()
+            except Exception as exc:
+                log.warning("could not look for orphaned flows: %s", exc)
+                continue
+            for key in keys:
+                if key in self._holds:
+                    continue  # ours: a renewal failed (the datasource was down); it renews
+                try:
+                    if not await self.acquire(key):
+                        continue  # another host was faster
+                except Exception as exc:
+                    log.warning("could not take over %s: %s", key, exc)
+                    continue
+                self.taken_over += 1
+                log.warning("taking over the flow of %s (its host stopped renewing)", key)
+                try:
+                    await on_orphan(key)
+                except Exception:
+                    log.exception("resuming %s failed", key)
+                finally:
+                    await self.done(key)
+
+
+async def _always_finished(key: str) -> bool:
+    return True

@@ -1,0 +1,224 @@
+"""Hosts joined by a bus: events forwarded between hosts, dedup, the down path.
+
+Runs on the in-process ``memory://`` bus, and for real on the machine's NATS JetStream
+and Redis (each test uses its own cluster name, so its own stream, and deletes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from microlib_kernel import Host
+from microlib_kernel.config import Settings
+from microlib_kernel.domain.events import Event
+from tests.services import NATS_URL, REDIS_URL, require, start_nats, stop_nats, wait_until
+
+
+def _host(bus: str, cluster: str, node: str, **settings: Any) -> Host:
+    return Host(
+        "memory://",
+        settings=Settings.load(bus=bus, bus_cluster=cluster, node=node, **settings),
+    )
+
+
+def _emit(host: Host, name: str, data: Any = None) -> Event:
+    async def go() -> Event:
+        return host.events.publish(Event(name, data, model="Order", model_id="o1"))
+
+    return host.loop.run(go())
+
+
+class Inbox:
+    """Collects the events a host's broker hands to a subscriber."""
+
+    def __init__(self, host: Host, pattern: str) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+        host.events.on(pattern, self._got)
+
+    async def _got(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [e.name for e in self.events]
+
+
+@pytest.fixture(params=["memory", "nats", "redis"])
+def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "nats":
+        require("NATS", "127.0.0.1", 4222)
+        yield NATS_URL
+    elif request.param == "redis":
+        require("Redis", "127.0.0.1", 6379)
+        yield REDIS_URL
+    else:
+        yield f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def cluster(bus_url: str) -> Iterator[str]:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    _drop_cluster(bus_url, name)
+
+
+def _drop_cluster(url: str, name: str) -> None:
+    """Delete the test's stream (NATS) or stream key (Redis)."""
+
+    async def drop() -> None:
+        if url.startswith("nats://"):
+            import nats
+
+            nc = await nats.connect(url, connect_timeout=2)
+            try:
+                await nc.jetstream().delete_stream(f"MICROLIB_{name.upper()}")
+            except Exception:
+                pass
+            await nc.close()
+        elif url.startswith("redis://"):
+            from redis.asyncio import Redis
+
+            r = Redis.from_url(url)
+            await r.delete(f"microlib:{name}:bus")
+            await r.aclose()
+
+    try:
+        asyncio.run(drop())
+    except OSError:
+        pass  # the service is down (a test stopped it and failed): nothing to clean
+
+
+def test_forwarded_events_reach_the_other_host_once(bus_url: str, cluster: str) -> None:
+    a = _host(bus_url, cluster, "a", bus_forward="order.*")
+    b = _host(bus_url, cluster, "b", bus_forward="order.*")
+    try:
+        seen_a, seen_b = Inbox(a, "order.*"), Inbox(b, "order.*")
+        event = _emit(a, "order.approved", {"total": 10})
+        _emit(a, "customer.created")  # not forwarded: no pattern matches
+        wait_until(lambda: seen_b.names() == ["order.approved"], 10, "the event reaching b")
+        got = seen_b.events[0]
+        assert (got.id, got.model, got.model_id, got.data) == (
+            event.id,
+            "Order",
+            "o1",
+            {"total": 10},
+        )
+        a.loop.run(a.events.settle())
+        b.loop.run(b.events.settle())
+        # No echo: the event did not come back to a, nor did b send it on.
+        assert seen_a.names() == ["order.approved"]
+        assert b.cluster is not None and b.cluster.describe()["events_received"] == 1
+        assert a.cluster is not None and a.cluster.describe()["events_forwarded"] == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_repeated_message_is_delivered_once(bus_url: str, cluster: str) -> None:
+    a = _host(bus_url, cluster, "a")
+    b = _host(bus_url, cluster, "b")
+    try:
+        seen_b = Inbox(b, "*")
+        body = Event("payment.authorized", {"n": 1}, id="ev-1").to_dict()
+        assert a.cluster is not None and b.cluster is not None
+        for _ in range(3):  # an outbox resending after a lost acknowledgement
+            a.cluster.bus.publish("events", "ev-1", "a", body)
+        # JetStream drops the repeats itself (same Nats-Msg-Id); the other buses deliver
+        # them and the host drops them by event id.
+        expect_dropped = 0 if bus_url.startswith("nats://") else 2
+        wait_until(
+            lambda: (
+                seen_b.names() == ["payment.authorized"]
+                and b.cluster.describe()["duplicates_dropped"] == expect_dropped
+            ),
+            10,
+            "one delivery",
+        )
+        time.sleep(0.5)  # nothing more arrives
+        assert seen_b.names() == ["payment.authorized"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_health_reports_the_bus(bus_url: str, cluster: str) -> None:
+    a = _host(bus_url, cluster, "a", port=0)
+    try:
+        a.serve()
+        body = httpx.get(f"{a.api_url}/health").json()
+        assert body["status"] == "ok"
+        assert body["bus"]["connected"] is True and body["bus"]["cache"] == "trusted"
+        assert body["bus"]["node"] == "a"
+    finally:
+        a.close()
+
+
+def test_bus_down_means_read_through_then_recovery() -> None:
+    from microlib_kernel.bus.memory import MemoryHub
+
+    url = f"memory://{uuid.uuid4().hex}"
+    a = _host(url, "c", "a", bus_forward="*")
+    b = _host(url, "c", "b")
+    try:
+        seen_b = Inbox(b, "*")
+        hub = MemoryHub.named(f"{url.split('://')[1]}/c")
+        hub.set_down(True)
+        wait_until(lambda: b.cache.suspended and a.cache.suspended, 5, "caches suspended")
+        assert b.cluster is not None and b.cluster.describe()["cache"] == "read-through"
+        _emit(a, "order.shipped")  # queued in a's outbox while the bus is down
+        assert a.cluster is not None
+        wait_until(lambda: a.cluster.bus.backlog == 1, 5, "the outbox holding it")
+        hub.set_down(False)
+        wait_until(lambda: seen_b.names() == ["order.shipped"], 10, "delivery after recovery")
+        assert not b.cache.suspended and b.cluster.describe()["cache"] == "trusted"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_host_starts_while_the_bus_is_unreachable() -> None:
+    # Nothing listens on port 1: the host starts, reads through, and says so.
+    a = _host("nats://127.0.0.1:1", "c", "a")
+    try:
+        assert a.cluster is not None
+        assert a.cluster.describe()["connected"] is False
+        assert a.cache.suspended
+    finally:
+        a.close()
+
+
+@pytest.mark.slow
+def test_nats_outage_and_recovery() -> None:
+    """Stop the real NATS server: hosts read through; events sent meanwhile arrive later."""
+    require("NATS", "127.0.0.1", 4222)
+    name = f"t{uuid.uuid4().hex[:10]}"
+    a = _host(NATS_URL, name, "a", bus_forward="*")
+    b = _host(NATS_URL, name, "b")
+    try:
+        seen_b = Inbox(b, "*")
+        _emit(a, "order.created")
+        wait_until(lambda: seen_b.names() == ["order.created"], 10, "delivery before")
+        try:
+            stop_nats()
+            wait_until(lambda: b.cache.suspended and a.cache.suspended, 10, "caches suspended")
+            _emit(a, "order.shipped")
+        finally:
+            start_nats()
+        wait_until(lambda: not b.cache.suspended, 30, "b trusting its cache again")
+        wait_until(
+            lambda: seen_b.names() == ["order.created", "order.shipped"], 30, "delivery after"
+        )
+    finally:
+        a.close()
+        b.close()
+        _drop_cluster(NATS_URL, name)

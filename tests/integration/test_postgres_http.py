@@ -1,0 +1,114 @@
+"""The HTTP API of hosts on a PostgreSQL datasource, end to end over loopback.
+
+One host: create, get, list, update, a stale ``If-Match`` (409), SQL in PostgreSQL's
+dialect. Two hosts on one database (as behind a load balancer): a write based on a
+copy the other host made stale is a 409 decided by the database, and a retry after
+that reads the fresh row and succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from microlib_kernel import Host
+from microlib_kernel.config import Settings
+from tests.http_support import ITEMS, Served
+from tests.models import make_models
+from tests.pg_support import temporary_database
+
+
+def serve_on(url: str, tmp_path: Path) -> Served:
+    host = Host(settings=Settings.load(cwd=tmp_path, env={}, datasource=url))
+    order, customer = make_models()
+    try:
+        host.publish(customer)
+        host.publish(order)
+        base = host.serve(port=0)
+    except BaseException:
+        host.close()
+        raise
+    return Served(host, base, f"{base}{host.settings.api_root}", {"Order": order})
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with temporary_database() as url:
+        yield url
+
+
+@pytest.fixture
+def api(pg_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
+    served = serve_on(pg_url, tmp_path)
+    try:
+        with httpx.Client(base_url=served.api, timeout=10) as client:
+            yield client
+    finally:
+        served.host.close()
+
+
+def test_crud_conflict_list_and_sql_over_http(api: httpx.Client, pg_url: str) -> None:
+    r = api.post("/models/orders", json={"items": ITEMS, "total": 3.5})
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["revision"] == 1 and r.headers["Location"].endswith(order["id"])
+    r = api.get(f"/models/orders/{order['id']}")
+    assert r.status_code == 200 and r.json()["items"] == ITEMS
+    r = api.patch(f"/models/orders/{order['id']}", json={"status": "APPROVED"})
+    assert r.status_code == 200 and r.json()["revision"] == 2
+    r = api.patch(
+        f"/models/orders/{order['id']}", json={"status": "SHIPPING"}, headers={"If-Match": '"1"'}
+    )
+    assert r.status_code == 409, r.text
+    for n in range(3):
+        assert (
+            api.post("/models/orders", json={"items": ITEMS, "total": float(n)}).status_code == 201
+        )
+    r = api.get("/models/orders", params={"status": "PENDING", "__order": "-total"})
+    assert [o["total"] for o in r.json()] == [2.0, 1.0, 0.0]
+    assert api.get("/models/orders", params={"__count": "all"}).json() == {"total": 4}
+    r = api.post(
+        "/sql",
+        json={
+            "sql": "SELECT status, count(*) AS n, sum(total) AS total, "
+            "max(items->0->>'sku') AS sku FROM orders GROUP BY status ORDER BY status",
+            "params": {},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "columns": ["status", "n", "total", "sku"],
+        "rows": [["APPROVED", 1, 3.5, "a"], ["PENDING", 3, 3.0, "a"]],
+    }
+    r = api.post("/sql", json={"sql": "DELETE FROM orders"})
+    assert r.status_code == 400 and "read-only" in r.json()["error"]
+    r = api.post("/sql", json={"sql": "SELECT nope FROM orders"})
+    assert r.status_code == 400 and "nope" in r.json()["error"]
+    config = api.get("/config").json()
+    assert all("postgresql" in m["datasource"] for m in config["models"])
+
+
+def test_two_hosts_on_one_database_refuse_a_stale_write(pg_url: str, tmp_path: Path) -> None:
+    a = serve_on(pg_url, tmp_path / "a")
+    b = serve_on(pg_url, tmp_path / "b")
+    try:
+        with httpx.Client(timeout=10) as client:
+            order = client.post(f"{a.api}/models/orders", json={"items": ITEMS}).json()
+            path = f"/models/orders/{order['id']}"
+            assert client.get(f"{b.api}{path}").json()["revision"] == 1  # b caches revision 1
+            r = client.patch(f"{a.api}{path}", json={"status": "APPROVED"})
+            assert r.status_code == 200 and r.json()["revision"] == 2
+            r = client.patch(f"{b.api}{path}", json={"status": "CANCELED"})
+            assert r.status_code == 409, r.text  # b's copy was stale: the database said so
+            r = client.patch(f"{b.api}{path}", json={"status": "CANCELED"})
+            assert r.status_code == 200, r.text  # the retry read the fresh row
+            assert r.json()["revision"] == 3
+            assert client.get(f"{a.api}/models/orders", params={"__count": "all"}).json() == {
+                "total": 1
+            }
+    finally:
+        a.host.close()
+        b.host.close()

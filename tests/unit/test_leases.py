@@ -1,0 +1,93 @@
+"""Flow leases: claims, expiry, counted holds and the release rule (no database)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from microlib_kernel.host.leases import FlowLeases
+from microlib_kernel.store.leases import LocalLeases
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_one_owner_until_the_lease_expires() -> None:
+    clock = Clock()
+    store = LocalLeases(clock)
+    assert await store.claim("orders/1", "a", 10)
+    assert await store.claim("orders/1", "a", 10)  # ours already
+    assert not await store.claim("orders/1", "b", 10)
+    clock.now = 5
+    assert await store.renew(["orders/1", "orders/2"], "a", 10) == {"orders/1"}
+    clock.now = 14
+    assert await store.expired() == []
+    clock.now = 16
+    assert await store.expired() == ["orders/1"]
+    assert await store.claim("orders/1", "b", 10)
+    await store.release("orders/1", "a")  # not a's any more: nothing happens
+    assert not await store.claim("orders/1", "a", 10)
+
+
+def _leases(store: LocalLeases, finished: bool) -> FlowLeases:
+    leases = FlowLeases(store, "a", ttl=10, shared=True)
+
+    async def is_finished(key: str) -> bool:
+        return finished
+
+    async def orphan(key: str) -> None:
+        raise AssertionError(f"nothing expires in these tests, yet {key} was taken over")
+
+    leases.start(orphan, is_finished)  # its loops sleep ttl/3 first: closed before
+    return leases
+
+
+async def test_a_finished_flow_releases_its_lease_after_the_last_hold() -> None:
+    store = LocalLeases(Clock())
+    leases = _leases(store, finished=True)
+    assert await leases.acquire("orders/1")
+    assert await leases.acquire("orders/1")  # a second port of the same instance
+    await leases.done("orders/1")
+    assert leases.held == ["orders/1"]
+    await leases.done("orders/1")
+    assert leases.held == []
+    assert await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+async def test_an_unfinished_flow_keeps_its_lease_between_steps() -> None:
+    store = LocalLeases(Clock())
+    leases = _leases(store, finished=False)
+    assert await leases.acquire("orders/1")
+    await leases.done("orders/1")
+    assert leases.held == ["orders/1"]  # the next step has not started yet
+    assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+async def test_a_hold_taken_during_the_release_check_wins() -> None:
+    store = LocalLeases(Clock())
+    leases = _leases(store, finished=True)
+    await leases.acquire("orders/1")
+    done = asyncio.create_task(leases.done("orders/1"))
+    await leases.acquire("orders/1")  # the next port started at once
+    await done
+    assert leases.held == ["orders/1"]
+    assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+async def test_a_host_alone_stores_nothing() -> None:
+    store = LocalLeases(Clock())
+    leases = FlowLeases(store, "a", shared=False)
+    assert await leases.acquire("orders/1")
+    await leases.done("orders/1")
+    assert leases.held == [] and await store.expired() == [] and store._leases == {}
