@@ -99,11 +99,14 @@ class ClusterLink:
         self.imported = 0
         self.duplicates = 0
         self.invalidations = 0
+        self.deploys_announced = 0
+        self.deploys_applied = 0
 
     async def open(self) -> None:
         """Subscribe and connect (an unreachable bus means read-through, not failure)."""
         self.bus.subscribe("changes", self._on_remote_change)
         self.bus.subscribe("events", self._on_remote_event)
+        self.bus.subscribe("deploys", self._on_remote_deploy)
         self.bus.on_state(self._on_bus_state)
         self.host.on_change(self._on_local_change)
         self.host.events.tap(self._on_local_event)
@@ -132,6 +135,8 @@ class ClusterLink:
             "events_received": self.imported,
             "duplicates_dropped": self.duplicates,
             "invalidations": self.invalidations,
+            "deploys_announced": self.deploys_announced,
+            "deploys_heard": self.deploys_applied,
         }
 
     # -- outgoing ------------------------------------------------------------------------
@@ -154,7 +159,24 @@ class ClusterLink:
         self.forwarded += 1
         self.bus.publish("events", event.id, self.node, event.to_dict())
 
+    def announce_deploy(self, seq: int) -> None:
+        """Tell the other hosts the shared deployment log grew to ``seq``."""
+        self.deploys_announced += 1
+        self.bus.publish("deploys", new_id(), self.node, {"seq": seq})
+
     # -- incoming ------------------------------------------------------------------------
+
+    async def _on_remote_deploy(self, message: BusMessage) -> None:
+        if message.origin == self.node:
+            return
+        seq = message.data.get("seq")
+        if not isinstance(seq, int):
+            log.warning("ignored a deploy message without seq: %s", message.id)
+            return
+        self.deploys_applied += 1
+        # Not awaited inline: catching up runs user code and takes the deploy lock,
+        # which must not hold up the delivery of cache invalidations.
+        self.host.ports.spawn(self.host.caught_up(seq))
 
     async def _on_remote_change(self, message: BusMessage) -> None:
         if message.origin == self.node:
@@ -198,8 +220,10 @@ class ClusterLink:
 
     def _on_bus_state(self, connected: bool) -> None:
         if connected:
-            # Writes made while we were deaf are in the datasource, not in our cache.
+            # Writes made while we were deaf are in the datasource, not in our cache;
+            # deploys made meanwhile are in the shared log.
             self.host.cache.resume()
+            self.host.ports.spawn(self.host.caught_up())
         else:
             self.host.cache.suspend()
 

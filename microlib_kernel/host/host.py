@@ -17,11 +17,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import ValidationError
@@ -52,7 +53,7 @@ from .deploy import (
 from .loop import HostLoop
 from .registry import ModelEntry, ModelVersion, VersionRegistry
 from .repository import Change, Repository
-from .restore import ModelState, RestoreReport, restore
+from .restore import ModelState, RestoreReport, catch_up, restore
 from .runtime import VersionRuntime
 from .secret_keeper import SecretKeeper
 from .sql import SqlService
@@ -144,6 +145,8 @@ class Host:
         # One publish (or rollback, route, unpublish) at a time: versions are numbered
         # and swapped in order, and two deploys of one model never interleave.
         self._deploy_lock = asyncio.Lock()
+        #: The last deployment record this host applied (its own or another host's).
+        self._log_seq = 0
         self._table_schemas: dict[tuple[int, str], TableSchema] = {}
         self._table_columns: dict[tuple[int, str], set[str]] = {}
         self._closed = False
@@ -170,7 +173,9 @@ class Host:
         try:
             self.deployment_log = open_deployment_log(settings.datasource, settings)
             # Restart safety: what was deployed before serves again, as it was.
-            self.restore_report = self.loop.run(restore(self, self.deployment_log.load()))
+            records = self.deployment_log.load()
+            self.restore_report = self.loop.run(restore(self, records))
+            self._log_seq = max((r.seq for r in records), default=0)
             if settings.bus:
                 self.cluster = self._join_bus()
             self.loop.run(self._start_background())
@@ -267,7 +272,7 @@ class Host:
         Args:
             who: recorded in the deployment log (``GET /deploy``).
         """
-        async with self._deploy_lock:
+        async with self._deploying():
             unchanged = self._unchanged(obj, kind, name, version) if self.starting else None
             if unchanged is not None:
                 return unchanged
@@ -309,7 +314,8 @@ class Host:
         if self.deployment_log is None:
             return
         try:
-            await asyncio.to_thread(self.deployment_log.append, record)
+            done = await asyncio.to_thread(self.deployment_log.append, record)
+            self._log_seq = max(self._log_seq, done.seq)
         except DatasourceError as exc:
             # Not recorded means not done: the caller changes nothing, and says so.
             raise ServiceUnavailable(
@@ -317,6 +323,59 @@ class Host:
                 "try again",
                 kind=record.kind,
             ) from None
+
+    @contextlib.asynccontextmanager
+    async def _deploying(self) -> AsyncIterator[None]:
+        """One deployment change at a time, here and, on a shared log, in the cluster.
+
+        On a log several hosts share (PostgreSQL) the change runs under the log's lock,
+        after applying what other hosts appended, so versions are numbered in one
+        sequence; afterwards the bus tells the other hosts to catch up.
+        """
+        async with self._deploy_lock:
+            log_ = self.deployment_log
+            shared = log_ is not None and log_.shared
+            if log_ is not None and shared:
+                try:
+                    await asyncio.to_thread(log_.lock)
+                except DatasourceError as exc:
+                    raise ServiceUnavailable(
+                        f"cannot deploy now: {exc.message}; nothing was changed, try again"
+                    ) from None
+            try:
+                if shared:
+                    await self._catch_up()
+                before = self._log_seq
+                yield
+                if self.cluster is not None and self._log_seq > before:
+                    self.cluster.announce_deploy(self._log_seq)
+            finally:
+                if log_ is not None and shared:
+                    await asyncio.to_thread(log_.unlock)
+
+    async def _catch_up(self) -> RestoreReport:
+        """Apply deployment records other hosts appended since we last looked."""
+        log_ = self.deployment_log
+        if log_ is None:
+            return RestoreReport()
+        records = await asyncio.to_thread(log_.load)
+        if not records or records[-1].seq <= self._log_seq:
+            return RestoreReport()
+        report = await catch_up(self, records, self._log_seq)
+        self._log_seq = records[-1].seq
+        return report
+
+    async def caught_up(self, seq: int | None = None) -> None:
+        """Apply deployment records other hosts appended: up to ``seq``, which another
+        host announced, or whatever there is (``None``: after the bus was down)."""
+        if seq is not None and seq <= self._log_seq:
+            return
+        async with self._deploy_lock:
+            try:
+                await self._catch_up()
+            except DatasourceError as exc:
+                # The next announcement, or this host's next deploy, catches up.
+                log.warning("could not read the deployment log: %s", exc.message)
 
     def _log(self, kind: str, names: list[str], versions: list[str | None], who: str) -> None:
         self.deployments.append(
@@ -639,7 +698,7 @@ class Host:
 
     async def unpublish_async(self, name: str, *, who: str = "python") -> ModelEntry:
         """:meth:`unpublish` on the host loop; ``who`` goes to the deployment log."""
-        async with self._deploy_lock:
+        async with self._deploying():
             entry = self.registry.get(name)
             if entry.published and _recorded(entry):
                 await self._record(DeploymentRecord("unpublish", (entry.name,), (None,), who=who))
@@ -661,7 +720,7 @@ class Host:
         self, name: str, version: str | None = None, *, who: str = "python"
     ) -> dict[str, Any]:
         """:meth:`rollback` on the host loop; ``who`` goes to the deployment log."""
-        async with self._deploy_lock:
+        async with self._deploying():
             entry = self.registry.get(name)
             before = (dict(entry.routes), entry.published)
             entry = self.registry.rollback(name, version)
@@ -685,7 +744,7 @@ class Host:
         self, name: str, weights: Mapping[str, float], *, who: str = "python"
     ) -> dict[str, Any]:
         """:meth:`route` on the host loop; ``who`` goes to the deployment log."""
-        async with self._deploy_lock:
+        async with self._deploying():
             entry = self.registry.get(name)
             before = (dict(entry.routes), entry.published)
             entry = self.registry.route(name, weights)

@@ -212,3 +212,49 @@ async def restore(host: Host, records: list[DeploymentRecord]) -> RestoreReport:
         log.warning("restore: %s", line)
     (log.error if report.failed else log.info)("%s", report.summary())
     return report
+
+
+async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> RestoreReport:
+    """Apply the records after ``after`` that another host appended (issue 16).
+
+    Hosts sharing a deployment log (PostgreSQL) hear on the bus that it grew; each runs
+    the new sources and takes the final routes of the models they touch, exactly as a
+    restart would, without re-running what it already serves.
+    """
+    new = [r for r in records if r.seq > after]
+    report = RestoreReport(records=len(new))
+    if not new:
+        return report
+    for record in new:
+        host.deployments.append(deployment_of(record))
+    plan = plan_restore(records, host.registry.keep)
+    touched: set[str] = set()
+    for record in new:
+        touched.update(n.lower() for n in record.names)
+    for record, wanted in plan.steps:
+        if record.seq <= after:
+            continue
+        try:
+            report.restored.extend(await host.restore_source(record, wanted))
+        except Exception as exc:  # reported, as in a restore: the others still apply
+            message = (
+                exc.message if isinstance(exc, MicrolibError) else f"{type(exc).__name__}: {exc}"
+            )
+            names: list[tuple[str, str | None]] = list(wanted.items()) or [
+                (record.names[0] if record.names else "?", None)
+            ]
+            for n, v in names:
+                report.failed.append(
+                    {"name": n, "version": v, "kind": record.kind, "error": message}
+                )
+    for name, state in plan.models.items():
+        if name in touched:
+            note = host.apply_restored_state(state)
+            if note:
+                report.notes.append(note)
+    (log.error if report.failed else log.info)(
+        "caught up with %d deployment record(s) from other hosts: %s",
+        len(new),
+        report.summary(),
+    )
+    return report

@@ -133,6 +133,16 @@ class DeploymentLog(abc.ABC):
     def load(self) -> list[DeploymentRecord]:
         """Every record, oldest first."""
 
+    #: ``True`` when several hosts append to this log (they then deploy one at a time,
+    #: under :meth:`lock`, and catch up with each other's records first).
+    shared: bool = False
+
+    def lock(self) -> None:  # noqa: B027 - optional
+        """Wait until no other host is deploying, and keep them waiting (shared logs)."""
+
+    def unlock(self) -> None:  # noqa: B027 - optional
+        """Let the other hosts deploy again."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release the storage (idempotent)."""
 

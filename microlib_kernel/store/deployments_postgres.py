@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS {_TABLE} (
     who TEXT NOT NULL
 )
 """
+#: The advisory lock key of deploys (any constant: it names the lock in this database).
+_DEPLOY_LOCK = 0x6D6963726F6C6962  # "microlib"
 _COLUMNS = "seq, time, kind, names, versions, endpoints, weights, source, who"
 
 
@@ -49,11 +51,13 @@ class PostgresDeploymentLog(DeploymentLog):
     """
 
     durable = True
+    shared = True
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.Lock()
         self._con: Any = None
+        self._deploy_con: Any = None
         self._closed = False
         with self._lock:
             self._run(lambda con: con.execute(_SCHEMA))
@@ -132,7 +136,36 @@ class PostgresDeploymentLog(DeploymentLog):
             )
         return [_record(row) for row in rows]
 
+    def lock(self) -> None:
+        """A session advisory lock on its own connection: one host deploys at a time.
+
+        Held while a host catches up, runs the new source and appends its record, so
+        two hosts never number the same model's next version alike. A host that dies
+        holding it loses its connection, and with it the lock.
+        """
+        import psycopg
+
+        con = self._connect()
+        try:
+            con.execute("SELECT pg_advisory_lock(%s)", (_DEPLOY_LOCK,))
+        except psycopg.Error as exc:
+            con.close()
+            raise DatasourceError(f"cannot take the cluster's deploy lock: {exc}") from None
+        self._deploy_con = con
+
+    def unlock(self) -> None:
+        con, self._deploy_con = self._deploy_con, None
+        if con is None:
+            return
+        try:
+            con.execute("SELECT pg_advisory_unlock(%s)", (_DEPLOY_LOCK,))
+        except Exception:  # closing the connection releases it anyway
+            pass
+        finally:
+            con.close()
+
     def close(self) -> None:
+        self.unlock()
         with self._lock:
             self._closed = True
             con, self._con = self._con, None

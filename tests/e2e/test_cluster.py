@@ -9,6 +9,7 @@ others keep serving).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -37,6 +39,8 @@ class Cluster:
     lb: HAProxy
     pg_url: str
     client: httpx.Client
+    env: dict[str, str]
+    base: Path
 
     def order(self, via: str) -> dict:
         r = self.client.post(f"{via}{API}/models/orders", json=ORDER)
@@ -65,7 +69,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 nodes.append(start_node(f"h{i}", base / f"h{i}", env, NOTEBOOK))
             lb = HAProxy(base, nodes)
             wait_healthy(client, lb.url)
-            yield Cluster(nodes, lb, pg_url, client)
+            yield Cluster(nodes, lb, pg_url, client, env, base)
         finally:
             client.close()
             if lb is not None:
@@ -101,6 +105,47 @@ def test_writes_through_one_host_are_read_fresh_through_the_others(cluster: Clus
         3,
         "every host answering the new status",
     )
+
+
+def _model_cell() -> str:
+    """The notebook's Order cell, without its magic line."""
+    nb = json.loads(Path(NOTEBOOK).read_text())
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        if text.startswith("%%microlib model"):
+            return text.split("\n", 1)[1]
+    raise AssertionError("the notebook has no model cell")
+
+
+def _active(node: Node, c: httpx.Client) -> str | None:
+    models = c.get(f"{node.api}/config").json()["models"]
+    return next(m["active"] for m in models if m["name"] == "Order")
+
+
+def test_a_deploy_to_one_host_serves_on_all(cluster: Cluster) -> None:
+    h1, h2, h3 = cluster.nodes
+    c = cluster.client
+    # All three started from the same notebook and share one log: one version.
+    assert {_active(n, c) for n in cluster.nodes} == {"1.0.0"}
+    source = _model_cell().replace(
+        "    total: float = 0.0\n", "    total: float = 0.0\n    gift: bool = False\n"
+    )
+    assert "gift" in source
+    r = c.post(f"{h2.api}/deploy", json={"source": source, "kind": "model"},
+               headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    for node in cluster.nodes:
+        wait_until(lambda node=node: _active(node, c) == "1.0.1", 10,
+                   f"{node.name} serving Order 1.0.1")  # fmt: skip
+        made = c.post(f"{node.api}/models/orders", json={**ORDER, "gift": True})
+        assert made.status_code == 201, made.text
+        assert made.json()["gift"] is True and made.json()["version"] == "1.0.1"
+    # A rollback on another host reaches all of them too.
+    r = c.post(f"{h3.api}/deploy/Order/rollback", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+    for node in cluster.nodes:
+        wait_until(lambda node=node: _active(node, c) == "1.0.0", 10,
+                   f"{node.name} back on Order 1.0.0")  # fmt: skip
 
 
 def _bus(node: Node, c: httpx.Client) -> dict:
@@ -218,3 +263,10 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(cluster: Cluster) -> 
     assert late and all(s == 201 for s in late), Counter(late)
     for node in (h1, h2):
         assert node.alive() and cluster.client.get(f"{node.api}/health").status_code == 200
+    # Restarted, h3 serves exactly what is active (Order 1.0.0 after the rollback, with
+    # 1.0.1 kept), from the shared log; its notebook adds no version.
+    again = start_node("h3", cluster.base / "h3", cluster.env, NOTEBOOK)
+    cluster.nodes[2] = again
+    entry = next(m for m in cluster.client.get(f"{again.api}/config").json()["models"]
+                 if m["name"] == "Order")  # fmt: skip
+    assert entry["active"] == "1.0.0" and "1.0.1" in entry["versions"], entry
