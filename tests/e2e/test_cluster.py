@@ -123,7 +123,7 @@ def _active(node: Node, c: httpx.Client) -> str | None:
 
 
 def test_a_deploy_to_one_host_serves_on_all(cluster: Cluster) -> None:
-    h1, h2, h3 = cluster.nodes
+    _, h2, h3 = cluster.nodes
     c = cluster.client
     # All three started from the same notebook and share one log: one version.
     assert {_active(n, c) for n in cluster.nodes} == {"1.0.0"}
