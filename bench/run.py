@@ -41,6 +41,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("http_bench", 900, 240),
     ("restart_restore", 300, 60),
     ("postgres_bench", 400, 90),
+    ("cluster_bench", 400, 150),
 ]
 
 
