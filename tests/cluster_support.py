@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.pg_support import REQUIRE
 from tests.services import reachable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +38,13 @@ def ensure_haproxy() -> str:
     if found:
         return found
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "haproxy"],
-            check=False, capture_output=True, timeout=600,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )  # fmt: skip
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "haproxy"]):
+            subprocess.run(step, check=False, capture_output=True, timeout=600, env=env)
         if Path("/usr/sbin/haproxy").exists():
             return "/usr/sbin/haproxy"
     message = "HAProxy is not installed and cannot be installed here (apt-get install haproxy)"
-    if os.environ.get("MICROLIB_REQUIRE_SERVICES") == "1":
+    if REQUIRE:
         pytest.fail(message)
     pytest.skip(message)
 

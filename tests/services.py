@@ -7,12 +7,13 @@ green by skipping the real-service tests.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
 
 import pytest
+
+from tests.pg_support import REQUIRE
 
 NATS_URL = "nats://127.0.0.1:4222"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -32,7 +33,7 @@ def require(name: str, host: str, port: int) -> None:
     if reachable(host, port):
         return
     message = f"{name} is not reachable at {host}:{port}"
-    if os.environ.get("MICROLIB_REQUIRE_SERVICES") == "1":
+    if REQUIRE:
         pytest.fail(message + " (MICROLIB_REQUIRE_SERVICES=1)")
     pytest.skip(message)
 

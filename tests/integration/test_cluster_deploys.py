@@ -13,13 +13,13 @@ from microlib_kernel.config import Settings
 from tests.pg_support import temporary_database
 from tests.services import wait_until
 
-SOURCE = '''
+SOURCE = """
 from microlib_kernel import Model
 
 class Ticket(Model, endpoint="tickets"):
     title: str
 {extra}
-'''
+"""
 
 
 @pytest.fixture
@@ -52,8 +52,10 @@ def test_a_deploy_rollback_and_route_reach_the_other_host(pair: tuple[Host, Host
     assert "done" in a.model("Ticket").model_fields
     a.route("Ticket", {"1.0.0": 90, "1.0.1": 10})
     wait_until(
-        lambda: (e := b.registry.find("Ticket")) is not None
-        and e.routes == {"1.0.0": 90.0, "1.0.1": 10.0},
+        lambda: (
+            (e := b.registry.find("Ticket")) is not None
+            and e.routes == {"1.0.0": 90.0, "1.0.1": 10.0}
+        ),
         5,
         "b taking the routes",
     )
