@@ -55,6 +55,9 @@ class Settings:
         lease_ttl: seconds a host's lease on a running flow lasts without renewal, on a
             datasource several hosts share: how long a dead host's flows wait before
             another host resumes them.
+        remote_models: models other hosts serve, ``"Customer=http://host:8707,..."``:
+            relations to them and adapters (parameter ``customer``) reach them there.
+        remote_token: the bearer token sent to those hosts (when their auth is on).
     """
 
     datasource: str = "duckdb:///.microlib/microlib.duckdb"
@@ -78,6 +81,8 @@ class Settings:
     bus_accept: str = "*"
     node: str = ""
     lease_ttl: float = 10.0
+    remote_models: str = ""
+    remote_token: str | None = None
     cwd: str = ""
 
     @classmethod

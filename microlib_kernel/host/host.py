@@ -62,6 +62,7 @@ from .tokens import load_or_create_token
 if TYPE_CHECKING:
     from ..store.sql import SqlResult
     from .cluster import ClusterLink
+    from .remote import RemoteModel
 
 log = logging.getLogger("microlib_kernel.host")
 
@@ -168,6 +169,8 @@ class Host:
         self.cluster: ClusterLink | None = None
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
+        #: Models other hosts serve (``remote_models``), by lower-case name.
+        self.remotes: dict[str, RemoteModel] = self._remote_models()
         self.deployment_log: DeploymentLog | None = None
         self.restore_report = RestoreReport()
         try:
@@ -182,6 +185,17 @@ class Host:
         except BaseException:
             self.close()
             raise
+
+    def _remote_models(self) -> dict[str, RemoteModel]:
+        from .remote import RemoteModel, parse_remote_models
+
+        out = {}
+        for name, url in parse_remote_models(self.settings.remote_models).items():
+            remote = RemoteModel(name, url, token=self.settings.remote_token)
+            out[name.lower()] = remote
+            # Adapters reach it by declaring a keyword parameter named like the model.
+            self.services.register(name.lower(), remote)
+        return out
 
     async def _start_background(self) -> None:
         self.ports.start()
@@ -919,6 +933,8 @@ class Host:
         await self.ports.close()
         if self.cluster is not None:
             await self.cluster.close()
+        for remote in self.remotes.values():
+            await remote.close()
         self._sql.close()
         if self.deployment_log is not None:
             self.deployment_log.close()

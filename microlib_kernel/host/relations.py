@@ -18,8 +18,10 @@ Kinds (``domain/relations.py``):
   products). Distinct targets, in the order they first appear.
 
 The target's version is picked by the registry like any request (sticky per id), and
-read through the target's repository: its cache, its datasource, whichever it is.
-A missing target never raises: ``None`` / ``[]`` and a reason.
+read through the target's repository: its cache, its datasource, whichever it is. A
+target no local version serves but another host does (``remote_models``) is read over
+that host's API (:mod:`.remote`). A missing target never raises: ``None`` / ``[]`` and a
+reason.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from ..domain.relations import RelationSpec
     from .host import Host
     from .registry import ModelVersion
+    from .remote import RemoteModel
     from .repository import Repository
 
 log = logging.getLogger("microlib_kernel.relations")
@@ -57,6 +60,53 @@ class RelationResult:
     value: Any
     reason: str | None = None
     many: bool = False
+
+
+class LocalTarget:
+    """A target model this host serves: read through its repository."""
+
+    def __init__(self, mv: ModelVersion, repo: Repository) -> None:
+        self.mv = mv
+        self.repo = repo
+
+    async def get(self, id: str) -> Any:
+        if not is_valid_id(id):
+            return None
+        try:
+            return await self.repo.get(self.mv, id)
+        except NotFound:
+            return None
+
+    async def has_field(self, name: str) -> bool:
+        return name in self.mv.spec.fields
+
+    async def find(self, field: str, value: str, limit: int | None) -> list[Any]:
+        """Raises ``BadQuery`` for a value the field cannot hold."""
+        return await self.repo.list(self.mv, build_query(self.mv.cls, {field: value}, limit=limit))
+
+
+class RemoteTarget:
+    """A target model another host serves (``remote_models``): read over its API."""
+
+    def __init__(self, remote: RemoteModel) -> None:
+        self.remote = remote
+
+    async def get(self, id: str) -> Any:
+        if not is_valid_id(id):
+            return None
+        try:
+            return await self.remote.get(id)
+        except NotFound:
+            return None
+
+    async def has_field(self, name: str) -> bool:
+        return await self.remote.has_field(name)
+
+    async def find(self, field: str, value: str, limit: int | None) -> list[Any]:
+        return await self.remote.find(limit=limit, **{field: value})
+
+
+Target = LocalTarget | RemoteTarget
 
 
 def _many(rel: RelationSpec) -> bool:
@@ -113,10 +163,18 @@ class RelationResolver:
             raise NotFound(f"{mv.name} has no relation {name!r}; relations: {known}", relation=name)
         return rel
 
-    def _target(
+    def _target(self, rel: RelationSpec, for_id: str | None = None) -> Target | str:
+        """Where the target's instances are read, or why there is none."""
+        local = self._local_target(rel, for_id)
+        if isinstance(local, str):
+            remote = self.host.remotes.get(rel.target.lower())
+            return RemoteTarget(remote) if remote is not None else local
+        return LocalTarget(*local)
+
+    def _local_target(
         self, rel: RelationSpec, for_id: str | None = None
     ) -> tuple[ModelVersion, Repository] | str:
-        """The target's serving version and repository, or why there is none."""
+        """The target's serving version and repository here, or why there is none."""
         entry = self.host.registry.find(rel.target)
         if entry is None or entry.active is None:
             return f"{rel.target} is not published"
@@ -145,8 +203,7 @@ class RelationResolver:
         target = self._target(rel, str(key))
         if isinstance(target, str):
             return RelationResult(None, target)
-        tmv, repo = target
-        found = await self._get(tmv, repo, str(key))
+        found = await target.get(str(key))
         if found is None:
             return RelationResult(None, f"no {rel.target} with id {str(key)!r}")
         return RelationResult(found)
@@ -157,18 +214,16 @@ class RelationResolver:
         target = self._target(rel)
         if isinstance(target, str):
             return RelationResult([] if many else None, target, many)
-        tmv, repo = target
-        if rel.foreign_key not in tmv.spec.fields:
+        if not await target.has_field(rel.foreign_key):
             return RelationResult(
                 [] if many else None,
                 f"{rel.target} has no field {rel.foreign_key!r} to hold the {mv.name} id",
                 many,
             )
         try:
-            query = build_query(tmv.cls, {rel.foreign_key: instance.id}, limit=None if many else 1)
+            found = await target.find(rel.foreign_key, instance.id, None if many else 1)
         except BadQuery as exc:
             return RelationResult([] if many else None, f"{rel.target}: {exc.message}", many)
-        found = await repo.list(tmv, query)
         if many:
             return RelationResult(found, None if found else f"no {rel.target} refers to it", True)
         if not found:
@@ -185,8 +240,7 @@ class RelationResolver:
         target = self._target(rel)
         if isinstance(target, str):
             return RelationResult([], target, True)
-        tmv, repo = target
-        got = await asyncio.gather(*[self._get(tmv, repo, i) for i in ids])
+        got = await asyncio.gather(*[target.get(i) for i in ids])
         found = [m for m in got if m is not None]
         missing = [i for i, m in zip(ids, got, strict=True) if m is None]
         reason = None
@@ -194,14 +248,6 @@ class RelationResolver:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             reason = f"{len(missing)} of {len(ids)} {rel.target} id(s) not found: {shown}"
         return RelationResult(found, reason, True)
-
-    async def _get(self, tmv: ModelVersion, repo: Repository, id: str) -> Model | None:
-        if not is_valid_id(id):
-            return None
-        try:
-            return await repo.get(tmv, id)
-        except NotFound:
-            return None
 
     # -- the model method ----------------------------------------------------------------------
 
@@ -228,8 +274,10 @@ class RelationResolver:
             raise ValidationFailed(
                 f"{mv.name}.{name} links one {rel.target}; pass one dict, got {len(create)}"
             )
-        target = self._target(rel)
+        target = self._local_target(rel)
         if isinstance(target, str):
+            if rel.target.lower() in self.host.remotes:
+                target = f"{rel.target} is served by another host; create it there"
             raise NotFound(f"cannot create through {mv.name}.{name}: {target}")
         tmv, trepo = target
         return await RelationCreation(self, mv, instance, rel, tmv, trepo).run(
