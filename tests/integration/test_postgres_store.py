@@ -125,6 +125,26 @@ async def test_concurrent_writes_share_commits_and_fail_alone(store: PostgresSto
     assert store.commits - before < 20  # grouped, not one transaction per write
 
 
+async def test_a_conflict_in_a_group_fails_alone_and_the_rest_is_acknowledged(
+    store: PostgresStore,
+) -> None:
+    await store.write(WriteOp("upsert", "things", "t7", rec("t7", name="first")))
+    ops = [WriteOp("upsert", "things", f"t{i}", rec(f"t{i}"), expect_revision=0) for i in range(50)]
+    many = [WriteOp("upsert", "things", f"m{i}", rec(f"m{i}"), expect_revision=0) for i in range(3)]
+    # Lone writes only (one INSERT without a transaction), then mixed with an
+    # all-or-nothing item (a transaction).
+    outcomes = await asyncio.gather(*[store.write(op) for op in ops[:25]], return_exceptions=True)
+    assert [i for i, o in enumerate(outcomes) if o is not None] == [7]
+    assert isinstance(outcomes[7], Conflict)
+    outcomes = await asyncio.gather(
+        *[store.write(op) for op in ops[25:]], store.write_many(many), return_exceptions=True
+    )
+    assert outcomes == [None] * 26
+    assert await store.count("things", {}) == 53
+    got = await store.get("things", "t7")
+    assert got is not None and got["name"] == "first"
+
+
 async def test_write_many_is_all_or_nothing_and_write_each_is_not(store: PostgresStore) -> None:
     await store.write(WriteOp("upsert", "things", "taken", rec("taken"), expect_revision=0))
     ops = [WriteOp("upsert", "things", f"m{i}", rec(f"m{i}"), expect_revision=0) for i in range(5)]
