@@ -11,9 +11,10 @@ a connection pool (``psycopg_pool.AsyncConnectionPool``).
   publishing the same model at once do not race on ``ALTER TABLE``.
 * A server that cannot be reached (down, restarting, no free connection within
   ``acquire_timeout``) is :class:`~microlib_kernel.errors.DatasourceUnavailable`
-  (HTTP 503 with ``Retry-After``). The pool checks each connection before handing it
-  out and replaces broken ones, so requests recover by themselves when the server is
-  back. A write is acknowledged only after its ``COMMIT`` returned.
+  (HTTP 503 with ``Retry-After``). A connection idle for a second or more is probed
+  before use and replaced if broken (``postgres_pool.py``), so requests recover by
+  themselves when the server is back. A write is acknowledged only after its
+  ``COMMIT`` returned.
 * SQL (``host.sql``, ``POST /sql``) is PostgreSQL's own, see ``postgres_sql.py``.
 
 The store runs on the event loop that opened it (the host loop).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,13 +32,13 @@ from ..domain.types import ValueType
 from ..errors import DatasourceError, DatasourceUnavailable, DeployRefused
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .postgres_commit import GroupCommitter, PendingWrites, settle
+from .postgres_pool import Freshness, checkout
 from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-log = logging.getLogger("microlib_kernel.store.postgres")
 
 _STOP = object()
 _COLUMNS_SQL = (
@@ -87,6 +87,7 @@ class PostgresStore(DataSource):
         self._types: dict[str, dict[str, ValueType]] = {}
         self._committer = GroupCommitter(self._types, unavailable)
         self._engine: PostgresSqlEngine | None = None
+        self._fresh = Freshness()
         self._closed = False
         self.commits = 0  # transactions committed (for benchmarks and tests)
 
@@ -127,9 +128,6 @@ class PostgresStore(DataSource):
             open=False,
             timeout=self.acquire_timeout,
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": 5},
-            # A connection broken by a server restart is found here and replaced,
-            # instead of failing the request that would have used it.
-            check=AsyncConnectionPool.check_connection,
             reconnect_timeout=3600.0,
             name="microlib",
         )
@@ -164,8 +162,12 @@ class PostgresStore(DataSource):
         if self._closed or self._pool is None:
             raise DatasourceError(f"{self.describe()} is closed")
         try:
-            async with self._pool.connection() as conn:
+            conn = await checkout(self._pool, self._fresh, self.acquire_timeout)
+            try:
                 yield conn
+            finally:
+                self._fresh.mark(conn)
+                await self._pool.putconn(conn)
         except Exception as exc:
             down = unavailable(exc)
             if down is not None:
