@@ -93,6 +93,14 @@ class PostgresStore(DataSource):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PostgresStore:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise DatasourceError(
+                f"postgresql:// needs the postgres extra ({exc.name} is missing): "
+                "pip install 'microlib-kernel[postgres]'"
+            ) from None
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         own = {k: v for k, v in query if k in _OWN_PARAMS}

@@ -97,8 +97,7 @@ def _load(target: str) -> Factory:
         obj: object = importlib.import_module(module)
     except ImportError as exc:
         raise DatasourceError(
-            f"this datasource needs a package that is not installed ({exc.name}); "
-            "for postgresql:// install microlib-kernel[postgres]"
+            f"this datasource needs a package that is not installed ({exc.name})"
         ) from None
     for part in attr.split("."):
         obj = getattr(obj, part)

@@ -5,12 +5,13 @@ alone, schema changes, and its read-only SQL engine. Real PostgreSQL on 127.0.0.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from microlib_kernel import BadQuery, Conflict, DeployRefused, ValidationFailed
+from microlib_kernel import BadQuery, Conflict, DatasourceError, DeployRefused, ValidationFailed
 from microlib_kernel.config import Settings
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, TableSchema, WriteOp, create_datasource
@@ -65,6 +66,14 @@ async def test_postgres_scheme_alias_and_password_never_shown(tmp_path: Path) ->
     assert ds.sql_timeout == 2.0
     assert "hunter2" not in ds.describe() and "db.example:5433/app" in ds.describe()
     assert "sql_timeout" not in ds.conninfo and ds.conninfo.startswith("postgresql://")
+
+
+def test_without_psycopg_the_url_is_refused_with_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import fails
+    with pytest.raises(DatasourceError, match=r"microlib-kernel\[postgres\]"):
+        create_datasource("postgresql://x@127.0.0.1/db", Settings.load(cwd=tmp_path, env={}))
 
 
 async def test_stale_update_and_delete_are_conflicts(store: PostgresStore) -> None:
