@@ -33,7 +33,7 @@ from ..domain.types import ValueType
 from ..errors import DeployRefused, MicrolibError, NotFound
 from ..store.base import Column, DataSource, TableSchema, WriteOp
 from ..store.cache import InstanceCache
-from ..store.registry import create_datasource, scheme_of
+from ..store.registry import create_datasource, redact_url, scheme_of
 from .adapters import AdapterRegistry, ServiceRegistry
 from .commands import CommandRunner
 from .deploy import (
@@ -515,7 +515,7 @@ class Host:
             },
             "relations": {n: r.to_json() for n, r in spec.relations.items()},
             "commands": {n: c.to_json() for n, c in spec.commands.items()},
-            "datasource": self.datasource_for(spec.datasource),
+            "datasource": redact_url(self.datasource_for(spec.datasource)),
         }
 
     def config(self) -> dict[str, Any]:

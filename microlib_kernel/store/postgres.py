@@ -35,6 +35,7 @@ from .postgres_commit import GroupCommitter, PendingWrites, settle
 from .postgres_pool import Freshness, checkout
 from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
+from .registry import redact_url
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -110,7 +111,7 @@ class PostgresStore(DataSource):
             options = {k: float(v) for k, v in own.items()}
         except ValueError:
             raise DatasourceError(
-                f"datasource {safe_url(url)!r}: {', '.join(own)} must be numbers"
+                f"datasource {redact_url(url)!r}: {', '.join(own)} must be numbers"
             ) from None
         return cls(
             url,
@@ -122,7 +123,7 @@ class PostgresStore(DataSource):
         )
 
     def describe(self) -> str:
-        return f"postgresql: {safe_url(self.conninfo)}"
+        return f"postgresql: {redact_url(self.conninfo)}"
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -407,16 +408,6 @@ def unavailable(exc: BaseException) -> DatasourceUnavailable | None:
             f"PostgreSQL is unavailable ({_first_line(exc)}); retry shortly"
         )
     return None
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password (for messages, ``/config`` and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _first_line(exc: BaseException) -> str:
