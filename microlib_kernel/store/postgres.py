@@ -220,7 +220,12 @@ class PostgresStore(DataSource):
                     break
                 batch.append(item)
                 count += len(item.ops)
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # a bug of ours: fail this group, keep the writer alive
+                for item in batch:
+                    item.errors = [DatasourceError(f"write failed: {exc}")] * len(item.ops)
+                    settle(item)
             if stop:
                 return
 

@@ -174,6 +174,22 @@ async def test_filters_cast_json_values_to_column_types(store: PostgresStore) ->
     assert await store.count("things", {"name": None}) == 0
 
 
+async def test_two_stores_growing_one_table_at_once_take_turns(
+    store: PostgresStore, pg_url: str, tmp_path: Path
+) -> None:
+    other = await open_store(pg_url, tmp_path)
+    try:
+        await store.write(WriteOp("upsert", "things", "a", rec("a")))
+        grown = TableSchema("things", (*SCHEMA.columns, Column("colour", STR, "blue", True)))
+        changes = await asyncio.gather(store.ensure_table(grown), other.ensure_table(grown))
+        assert sorted(c.added for c in changes) == [(), ("colour",)]
+        for ds in (store, other):
+            got = await ds.get("things", "a")
+            assert got is not None and got["colour"] == "blue"
+    finally:
+        await other.close()
+
+
 async def test_type_change_that_rows_do_not_fit_is_refused(store: PostgresStore) -> None:
     await store.write(WriteOp("upsert", "things", "a", rec("a", name="not a number")))
     narrowed = TableSchema(
