@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..domain.types import ValueType
-from ..errors import DatasourceError, DatasourceUnavailable, DeployRefused
+from ..errors import BadQuery, DatasourceError, DatasourceUnavailable, DeployRefused
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .postgres_commit import GroupCommitter, PendingWrites, settle
 from .postgres_pool import Freshness, checkout
@@ -334,6 +334,8 @@ class PostgresStore(DataSource):
                 cur = await conn.execute(sql, params)
                 rows: list[tuple[Any, ...]] = await cur.fetchall()
                 return rows
+        except psycopg.DataError as exc:  # a filter value the column cannot hold
+            raise BadQuery(f"{what}: {_first_line(exc)}") from None
         except psycopg.Error as exc:
             raise DatasourceError(f"{what} failed: {_first_line(exc)}") from None
 

@@ -88,6 +88,10 @@ def test_crud_conflict_list_and_sql_over_http(api: httpx.Client, pg_url: str) ->
     assert r.status_code == 400 and "read-only" in r.json()["error"]
     r = api.post("/sql", json={"sql": "SELECT nope FROM orders"})
     assert r.status_code == 400 and "nope" in r.json()["error"]
+    r = api.get("/models/customers", params={"name": "a\x00b"})
+    assert r.status_code == 400 and "NUL" in r.json()["error"]
+    r = api.post("/models/customers", json={"name": "a\x00b"})
+    assert r.status_code == 400 and "NUL" in r.json()["error"]
     config = api.get("/config")
     assert all(m["datasource"].startswith("postgresql://") for m in config.json()["models"])
     assert "s3cret-pw" not in config.text and "postgres:***@" in config.text
