@@ -542,7 +542,7 @@ class Host:
                     return
 
     def sql(self, query: str, params: Any = None) -> SqlResult:
-        """Read-only SQL over every model table (DuckDB dialect).
+        """Read-only SQL over every model table (DuckDB; PostgreSQL on a postgresql:// host).
 
         Args:
             query: one ``SELECT``; tables are named by endpoints.

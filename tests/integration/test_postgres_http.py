@@ -118,3 +118,19 @@ def test_two_hosts_on_one_database_refuse_a_stale_write(pg_url: str, tmp_path: P
     finally:
         a.host.close()
         b.host.close()
+
+
+@pytest.mark.slow
+def test_fuzzed_api_on_postgres_never_answers_5xx(pg_url: str, tmp_path: Path) -> None:
+    """The schemathesis run of ``test_openapi_fuzz.py``, on a PostgreSQL host."""
+    from schemathesis import GenerationMode
+
+    from tests.integration.test_openapi_fuzz import fuzz
+
+    served = serve_on(pg_url, tmp_path)
+    try:
+        sent, failures = fuzz(served, 20, (GenerationMode.POSITIVE, GenerationMode.NEGATIVE))
+    finally:
+        served.host.close()
+    assert sent > 300
+    assert not failures, "\n\n".join(failures)
