@@ -33,7 +33,7 @@ from ..domain.types import ValueType
 from ..errors import DeployRefused, MicrolibError, NotFound
 from ..store.base import Column, DataSource, TableSchema, WriteOp
 from ..store.cache import InstanceCache
-from ..store.registry import create_datasource, redact_url, scheme_of
+from ..store.registry import create_datasource, scheme_of
 from .adapters import AdapterRegistry, ServiceRegistry
 from .commands import CommandRunner
 from .deploy import (
@@ -497,6 +497,8 @@ class Host:
 
     def config_entry(self, entry: ModelEntry) -> dict[str, Any]:
         """A model's ``/config`` entry."""
+        from ..store.registry import redact_url  # a URL's password never leaves
+
         active = entry.versions.get(entry.active or "") or entry.latest()
         spec = active.spec
         return {
