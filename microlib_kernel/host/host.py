@@ -789,6 +789,8 @@ class Host:
 
     def config_entry(self, entry: ModelEntry) -> dict[str, Any]:
         """A model's ``/config`` entry."""
+        from ..store.registry import redact_url  # a URL's password never leaves
+
         active = entry.versions.get(entry.active or "") or entry.latest()
         spec = active.spec
         return {
@@ -807,7 +809,7 @@ class Host:
             },
             "relations": {n: r.to_json() for n, r in spec.relations.items()},
             "commands": {n: c.to_json() for n, c in spec.commands.items()},
-            "datasource": self.datasource_for(spec.datasource),
+            "datasource": redact_url(self.datasource_for(spec.datasource)),
         }
 
     def config(self) -> dict[str, Any]:
@@ -834,7 +836,7 @@ class Host:
                     return
 
     def sql(self, query: str, params: Any = None) -> SqlResult:
-        """Read-only SQL over every model table (DuckDB dialect).
+        """Read-only SQL over every model table (DuckDB; PostgreSQL on a postgresql:// host).
 
         Args:
             query: one ``SELECT``; tables are named by endpoints.

@@ -11,9 +11,10 @@ a connection pool (``psycopg_pool.AsyncConnectionPool``).
   publishing the same model at once do not race on ``ALTER TABLE``.
 * A server that cannot be reached (down, restarting, no free connection within
   ``acquire_timeout``) is :class:`~microlib_kernel.errors.DatasourceUnavailable`
-  (HTTP 503 with ``Retry-After``). The pool checks each connection before handing it
-  out and replaces broken ones, so requests recover by themselves when the server is
-  back. A write is acknowledged only after its ``COMMIT`` returned.
+  (HTTP 503 with ``Retry-After``). A connection idle for a second or more is probed
+  before use and replaced if broken (``postgres_pool.py``), so requests recover by
+  themselves when the server is back. A write is acknowledged only after its
+  ``COMMIT`` returned.
 * SQL (``host.sql``, ``POST /sql``) is PostgreSQL's own, see ``postgres_sql.py``.
 
 The store runs on the event loop that opened it (the host loop).
@@ -23,23 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..domain.types import ValueType
-from ..errors import DatasourceError, DatasourceUnavailable, DeployRefused
+from ..errors import BadQuery, DatasourceError, DatasourceUnavailable, DeployRefused
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .postgres_commit import GroupCommitter, PendingWrites, settle
 from .postgres_leases import PostgresLeases
+from .postgres_pool import Freshness, checkout
 from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
+from .registry import redact_url
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-log = logging.getLogger("microlib_kernel.store.postgres")
 
 _STOP = object()
 _COLUMNS_SQL = (
@@ -88,11 +89,20 @@ class PostgresStore(DataSource):
         self._types: dict[str, dict[str, ValueType]] = {}
         self._committer = GroupCommitter(self._types, unavailable)
         self._engine: PostgresSqlEngine | None = None
+        self._fresh = Freshness()
         self._closed = False
         self.commits = 0  # transactions committed (for benchmarks and tests)
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PostgresStore:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise DatasourceError(
+                f"postgresql:// needs the postgres extra ({exc.name} is missing): "
+                "pip install 'microlib-kernel[postgres]'"
+            ) from None
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         own = {k: v for k, v in query if k in _OWN_PARAMS}
@@ -102,7 +112,7 @@ class PostgresStore(DataSource):
             options = {k: float(v) for k, v in own.items()}
         except ValueError:
             raise DatasourceError(
-                f"datasource {safe_url(url)!r}: {', '.join(own)} must be numbers"
+                f"datasource {redact_url(url)!r}: {', '.join(own)} must be numbers"
             ) from None
         return cls(
             url,
@@ -114,7 +124,7 @@ class PostgresStore(DataSource):
         )
 
     def describe(self) -> str:
-        return f"postgresql: {safe_url(self.conninfo)}"
+        return f"postgresql: {redact_url(self.conninfo)}"
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -128,9 +138,6 @@ class PostgresStore(DataSource):
             open=False,
             timeout=self.acquire_timeout,
             kwargs={"autocommit": True, "prepare_threshold": None, "connect_timeout": 5},
-            # A connection broken by a server restart is found here and replaced,
-            # instead of failing the request that would have used it.
-            check=AsyncConnectionPool.check_connection,
             reconnect_timeout=3600.0,
             name="microlib",
         )
@@ -169,8 +176,12 @@ class PostgresStore(DataSource):
         if self._closed or self._pool is None:
             raise DatasourceError(f"{self.describe()} is closed")
         try:
-            async with self._pool.connection() as conn:
+            conn = await checkout(self._pool, self._fresh, self.acquire_timeout)
+            try:
                 yield conn
+            finally:
+                self._fresh.mark(conn)
+                await self._pool.putconn(conn)
         except Exception as exc:
             down = unavailable(exc)
             if down is not None:
@@ -214,7 +225,12 @@ class PostgresStore(DataSource):
                     break
                 batch.append(item)
                 count += len(item.ops)
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # a bug of ours: fail this group, keep the writer alive
+                for item in batch:
+                    item.errors = [DatasourceError(f"write failed: {exc}")] * len(item.ops)
+                    settle(item)
             if stop:
                 return
 
@@ -323,6 +339,8 @@ class PostgresStore(DataSource):
                 cur = await conn.execute(sql, params)
                 rows: list[tuple[Any, ...]] = await cur.fetchall()
                 return rows
+        except psycopg.DataError as exc:  # a filter value the column cannot hold
+            raise BadQuery(f"{what}: {_first_line(exc)}") from None
         except psycopg.Error as exc:
             raise DatasourceError(f"{what} failed: {_first_line(exc)}") from None
 
@@ -402,16 +420,6 @@ def unavailable(exc: BaseException) -> DatasourceUnavailable | None:
             f"PostgreSQL is unavailable ({_first_line(exc)}); retry shortly"
         )
     return None
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password (for messages, ``/config`` and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import BadQuery, DatasourceUnavailable
 from .base import SqlEngine, TableSchema
+from .postgres_pool import Freshness, checkout_sync
 
 _QUERY_START = re.compile(r"^\s*\(*\s*(select|with|values|table|explain)\b", re.IGNORECASE)
 _REFUSED = re.compile(
@@ -63,6 +64,7 @@ class PostgresSqlEngine(SqlEngine):
         self.timeout = timeout
         self.acquire_timeout = acquire_timeout
         self._pool: Any = None
+        self._fresh = Freshness()
 
     def _connections(self) -> Any:
         # Opened on first use: most hosts never run SQL.
@@ -76,7 +78,6 @@ class PostgresSqlEngine(SqlEngine):
                 open=False,
                 timeout=self.acquire_timeout,
                 kwargs={"connect_timeout": 5, "prepare_threshold": None},
-                check=ConnectionPool.check_connection,
                 reconnect_timeout=3600.0,
                 name="microlib-sql",
             )
@@ -92,7 +93,9 @@ class PostgresSqlEngine(SqlEngine):
         sql, values = translate(check_query(query), params)
         start = time.perf_counter()
         try:
-            with self._connections().connection() as conn:
+            pool = self._connections()
+            conn = checkout_sync(pool, self._fresh, self.acquire_timeout)
+            try:
                 conn.read_only = True
                 try:
                     conn.execute(
@@ -105,6 +108,9 @@ class PostgresSqlEngine(SqlEngine):
                     columns = [d.name for d in cur.description or []]
                 finally:
                     conn.rollback()
+            finally:
+                self._fresh.mark(conn)
+                pool.putconn(conn)
         except PoolTimeout:
             raise DatasourceUnavailable(
                 "PostgreSQL is unavailable (no working connection); retry shortly"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DatasourceError
 
@@ -97,12 +97,33 @@ def _load(target: str) -> Factory:
         obj: object = importlib.import_module(module)
     except ImportError as exc:
         raise DatasourceError(
-            f"this datasource needs a package that is not installed ({exc.name}); "
-            "for postgresql:// install microlib-kernel[postgres]"
+            f"this datasource needs a package that is not installed ({exc.name})"
         ) from None
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj  # type: ignore[return-value]
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked (``postgresql://me:***@db/app``), for ``/config``,
+    logs and messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(
+        (
+            parts.scheme,
+            f"{parts.username}:***@{netloc[-1]}",
+            parts.path,
+            parts.query,
+            parts.fragment,
+        )
+    )
 
 
 def url_path(url: str, settings: Settings) -> Path | None:

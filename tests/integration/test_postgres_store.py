@@ -5,12 +5,13 @@ alone, schema changes, and its read-only SQL engine. Real PostgreSQL on 127.0.0.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from microlib_kernel import BadQuery, Conflict, DeployRefused, ValidationFailed
+from microlib_kernel import BadQuery, Conflict, DatasourceError, DeployRefused, ValidationFailed
 from microlib_kernel.config import Settings
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, TableSchema, WriteOp, create_datasource
@@ -65,6 +66,14 @@ async def test_postgres_scheme_alias_and_password_never_shown(tmp_path: Path) ->
     assert ds.sql_timeout == 2.0
     assert "hunter2" not in ds.describe() and "db.example:5433/app" in ds.describe()
     assert "sql_timeout" not in ds.conninfo and ds.conninfo.startswith("postgresql://")
+
+
+def test_without_psycopg_the_url_is_refused_with_the_extra_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # import fails
+    with pytest.raises(DatasourceError, match=r"microlib-kernel\[postgres\]"):
+        create_datasource("postgresql://x@127.0.0.1/db", Settings.load(cwd=tmp_path, env={}))
 
 
 async def test_stale_update_and_delete_are_conflicts(store: PostgresStore) -> None:
@@ -125,6 +134,26 @@ async def test_concurrent_writes_share_commits_and_fail_alone(store: PostgresSto
     assert store.commits - before < 20  # grouped, not one transaction per write
 
 
+async def test_a_conflict_in_a_group_fails_alone_and_the_rest_is_acknowledged(
+    store: PostgresStore,
+) -> None:
+    await store.write(WriteOp("upsert", "things", "t7", rec("t7", name="first")))
+    ops = [WriteOp("upsert", "things", f"t{i}", rec(f"t{i}"), expect_revision=0) for i in range(50)]
+    many = [WriteOp("upsert", "things", f"m{i}", rec(f"m{i}"), expect_revision=0) for i in range(3)]
+    # Lone writes only (one INSERT without a transaction), then mixed with an
+    # all-or-nothing item (a transaction).
+    outcomes = await asyncio.gather(*[store.write(op) for op in ops[:25]], return_exceptions=True)
+    assert [i for i, o in enumerate(outcomes) if o is not None] == [7]
+    assert isinstance(outcomes[7], Conflict)
+    outcomes = await asyncio.gather(
+        *[store.write(op) for op in ops[25:]], store.write_many(many), return_exceptions=True
+    )
+    assert outcomes == [None] * 26
+    assert await store.count("things", {}) == 53
+    got = await store.get("things", "t7")
+    assert got is not None and got["name"] == "first"
+
+
 async def test_write_many_is_all_or_nothing_and_write_each_is_not(store: PostgresStore) -> None:
     await store.write(WriteOp("upsert", "things", "taken", rec("taken"), expect_revision=0))
     ops = [WriteOp("upsert", "things", f"m{i}", rec(f"m{i}"), expect_revision=0) for i in range(5)]
@@ -143,6 +172,22 @@ async def test_filters_cast_json_values_to_column_types(store: PostgresStore) ->
     )
     assert await store.count("things", {"size": 2}) == 1
     assert await store.count("things", {"name": None}) == 0
+
+
+async def test_two_stores_growing_one_table_at_once_take_turns(
+    store: PostgresStore, pg_url: str, tmp_path: Path
+) -> None:
+    other = await open_store(pg_url, tmp_path)
+    try:
+        await store.write(WriteOp("upsert", "things", "a", rec("a")))
+        grown = TableSchema("things", (*SCHEMA.columns, Column("colour", STR, "blue", True)))
+        changes = await asyncio.gather(store.ensure_table(grown), other.ensure_table(grown))
+        assert sorted(c.added for c in changes) == [(), ("colour",)]
+        for ds in (store, other):
+            got = await ds.get("things", "a")
+            assert got is not None and got["colour"] == "blue"
+    finally:
+        await other.close()
 
 
 async def test_type_change_that_rows_do_not_fit_is_refused(store: PostgresStore) -> None:
