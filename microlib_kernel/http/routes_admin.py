@@ -142,5 +142,5 @@ class AdminRoutes:
                 "params must be an object ($name) or a list (?)",
                 errors=[{"type": "sql_params", "loc": ["body", "params"], "msg": "bad params"}],
             )
-        result = await self.host.sql_async(query, params)
+        result = await self.host.sql_async(query, params, capped=True)
         return JSONResponse(result.to_json())
