@@ -18,9 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .access import AccessControl
 from .docs import docs_routes
 from .draining import DrainingConnections
 from .errors import EXCEPTION_HANDLERS, InternalErrors
+from .limits import RequestLimits
 from .openapi import OpenAPICache
 from .responses import JSONResponse
 from .routes_admin import AdminRoutes
@@ -58,7 +60,12 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(DrainingConnections, host=host), Middleware(InternalErrors)],
+        middleware=[
+            Middleware(DrainingConnections, host=host),
+            Middleware(InternalErrors),
+            Middleware(AccessControl, host=host),
+            Middleware(RequestLimits, host=host),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.host = host

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain.ids import check_id, new_id
 from ..domain.query import build_query, parse_filters
 from ..errors import BadQuery, NotFound, ValidationFailed
-from .auth import Principal, authenticate
+from .auth import Principal, principal_of
 from .errors import VERSION_HEADER, VERSION_KEY
 from .responses import JSONResponse, jsonable, read_object
 
@@ -119,7 +119,7 @@ class ModelRoutes:
     # -- resolution ----------------------------------------------------------------------
 
     def _principal(self, request: Request) -> Principal:
-        return authenticate(request, self.host.settings.auth_tokens)
+        return principal_of(request)  # found by the access middleware (http/access.py)
 
     def _entry(self, request: Request) -> tuple[ModelEntry, Repository]:
         endpoint = request.path_params["endpoint"]

@@ -222,11 +222,11 @@ def test_openapi_documents_the_deploy_routes(d: DeployHost) -> None:
     root = "/microlib/api"
     deploy = paths[f"{root}/deploy"]
     assert deploy["post"]["security"] == [{"deployToken": []}]
-    assert set(deploy["post"]["responses"]) == {"201", "400", "401", "413", "500"}
+    assert set(deploy["post"]["responses"]) == {"201", "400", "401", "413", "429", "500"}
     assert deploy["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/DeployRequest"
     }
-    assert set(deploy["get"]["responses"]) == {"200", "401", "500"}
+    assert set(deploy["get"]["responses"]) == {"200", "401", "429", "500"}
     assert "404" in paths[f"{root}/deploy/{{model}}/rollback"]["post"]["responses"]
     assert "put" in paths[f"{root}/deploy/{{model}}/routes"]
     assert "delete" in paths[f"{root}/deploy/{{model}}"]
