@@ -64,8 +64,9 @@ class JwtVerifier:
             )
         self._static = _load_static(settings) if settings.jwt_key else None
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched = 0.0  # monotonic time of the last successful fetch
-        self._tried = float("-inf")  # ... of the last attempt
+        self._fetched = float("-inf")  # monotonic time of the last successful fetch
+        self._missed = float("-inf")  # ... of the last fetch an unknown kid caused
+        self._error = ""  # why the last fetch failed
         self._lock = asyncio.Lock()
 
     async def verify(self, token: str) -> tuple[str, tuple[str, ...]]:
@@ -120,28 +121,33 @@ class JwtVerifier:
 
     async def _jwk(self, kid: Any) -> jwt.PyJWK:
         """The JWKS key ``kid`` names (fetching the set when stale or the kid is unknown)."""
-        now = time.monotonic()
-        stale = now - self._fetched > self.settings.jwks_cache_seconds
-        if stale or (kid not in self._keys and now - self._tried > REFETCH_SECONDS):
+        if self._needs_fetch(kid):
             async with self._lock:
                 # Another request may have fetched while this one waited.
-                now = time.monotonic()
-                stale = now - self._fetched > self.settings.jwks_cache_seconds
-                unknown = kid not in self._keys and now - self._tried > REFETCH_SECONDS
-                if stale or unknown:
+                if self._needs_fetch(kid):
+                    if self._fresh():
+                        self._missed = time.monotonic()  # a fetch caused by an unknown kid
                     await self._fetch()
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))  # a single key needs no kid
         key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
-            raise Unauthorized(f"no key {kid!r} in the issuer's JWKS")
+            raise Unauthorized(self._error or f"no key {kid!r} in the issuer's JWKS")
         return key
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._fetched <= self.settings.jwks_cache_seconds
+
+    def _needs_fetch(self, kid: Any) -> bool:
+        if not self._fresh():
+            return True
+        unknown = kid not in self._keys and not (kid is None and len(self._keys) == 1)
+        return unknown and time.monotonic() - self._missed > REFETCH_SECONDS
 
     async def _fetch(self) -> None:
         import httpx
 
         url = self.settings.jwt_jwks_url or ""
-        self._tried = time.monotonic()
         verify: Any = self.settings.jwks_cafile or True
         try:
             async with httpx.AsyncClient(timeout=5, verify=verify) as client:
@@ -149,9 +155,15 @@ class JwtVerifier:
                 response.raise_for_status()
                 document = response.json()
         except (httpx.HTTPError, ValueError) as exc:
+            # Keep serving with the keys we have, and try again in REFETCH_SECONDS
+            # rather than on every request (an issuer that is down is not hammered).
+            self._fetched = time.monotonic() - self.settings.jwks_cache_seconds + REFETCH_SECONDS
+            self._missed = time.monotonic()
+            self._error = f"cannot fetch the JWKS to verify the token: {exc}"
             if self._keys:
-                return  # keep serving with the keys we have
-            raise Unauthorized(f"cannot fetch the JWKS to verify the token: {exc}") from None
+                return
+            raise Unauthorized(self._error) from None
+        self._error = ""
         keys: dict[str, jwt.PyJWK] = {}
         for item in document.get("keys", []) if isinstance(document, dict) else []:
             try:
