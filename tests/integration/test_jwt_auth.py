@@ -105,9 +105,7 @@ def test_algorithm_confusion_is_refused(secured: Served) -> None:
     r = call(secured, "GET", "/models/orders", forged)
     assert r.status_code == 401 and "HS256" in r.json()["error"]
     # An RS256 header on the EC key's kid is refused too (alg must match the key type).
-    wrong = jwt.encode(
-        {**claims}, KEY.private, algorithm="RS256", headers={"kid": EC_KEY.kid}
-    )
+    wrong = jwt.encode({**claims}, KEY.private, algorithm="RS256", headers={"kid": EC_KEY.kid})
     r = call(secured, "GET", "/models/orders", wrong)
     assert r.status_code == 401 and "key type" in r.json()["error"]
 
