@@ -81,7 +81,7 @@ def jwks_server(*keys: SigningKey) -> Iterator[JwksServer]:
     state = JwksServer(list(keys))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             state.fetches += 1
             body = state.document()
             self.send_response(200)
