@@ -90,6 +90,8 @@ def deploy_notebook(
     api_root: str = "/microlib/api",
     wait_for_target: float = 0.0,
     cancel: threading.Event | None = None,
+    cafile: str | os.PathLike[str] | None = None,
+    api_token: str | None = None,
 ) -> DeployResult:
     """Run ``notebook`` with papermill so that it deploys into the host at ``target``.
 
@@ -107,6 +109,10 @@ def deploy_notebook(
         api_root: the host's API root (for restoring routes after a failure).
         wait_for_target: seconds the kernel waits for a host that is still starting.
         cancel: set it to stop the run (the papermill process is killed).
+        cafile: CA bundle that signed an ``https`` target's certificate (the kernel and
+            the restore both verify with it; default ``MICROLIB_CAFILE``).
+        api_token: the API bearer token for a target with auth on (default
+            ``MICROLIB_TOKEN``, else the deploy token).
 
     Returns:
         A :class:`DeployResult`; ``ok`` is false when a cell failed (and then every
@@ -127,6 +133,10 @@ def deploy_notebook(
         record = Path(tmp) / "published.jsonl"
         env = _kernel_env(Path(tmp), target, token, record)
         env["MICROLIB_TARGET_WAIT"] = str(wait_for_target)
+        if cafile:
+            env["MICROLIB_CAFILE"] = str(Path(cafile).resolve())
+        if api_token:
+            env["MICROLIB_TOKEN"] = api_token
         cmd = [
             sys.executable, "-m", "microlib_kernel.papermill_runner", str(source), str(out),
             KERNEL_NAME, json.dumps(params), str(source.parent.resolve()),
@@ -138,7 +148,8 @@ def deploy_notebook(
     if not result.ok:
         cell, error = _failure(out, stderr)
         result.failed_cell, result.error = cell, error
-        result.restored = restore(target, token, published, api_root=api_root)
+        verify = str(Path(cafile).resolve()) if cafile else None
+        result.restored = restore(target, token, published, api_root=api_root, verify=verify)
     result.seconds = time.perf_counter() - begin
     _annotate(out, result, params, started)
     return result
@@ -241,7 +252,12 @@ def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
 
 
 def restore(
-    target: str, token: str, published: list[dict[str, Any]], *, api_root: str = "/microlib/api"
+    target: str,
+    token: str,
+    published: list[dict[str, Any]],
+    *,
+    api_root: str = "/microlib/api",
+    verify: Any = None,
 ) -> list[str]:
     """Put every model a failed run published back as it was before the run.
 
@@ -254,7 +270,7 @@ def restore(
     """
     import httpx
 
-    from .client import error_from_response
+    from .client import error_from_response, tls_verify
 
     first: dict[str, dict[str, Any]] = {}
     for entry in published:
@@ -264,7 +280,9 @@ def restore(
     restored = []
     headers = {"Authorization": f"Bearer {token}"}
     root = api_root.rstrip("/")
-    with httpx.Client(base_url=target, headers=headers, timeout=30) as client:
+    with httpx.Client(
+        base_url=target, headers=headers, timeout=30, verify=tls_verify(verify)
+    ) as client:
         for entry in first.values():
             previous = entry.get("previous")
             name = entry["name"]

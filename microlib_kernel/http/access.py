@@ -85,7 +85,7 @@ class AccessControl:
     def __init__(self, app: ASGIApp, host: Host) -> None:
         self.app = app
         self.settings = host.settings
-        self.auth = Authenticator(host.settings)
+        self.auth = Authenticator(host.settings, lambda: host.deploy_token)
         self.prefix = host.settings.api_root.rstrip("/") + "/"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -100,7 +100,7 @@ class AccessControl:
         request = Request(scope)
         try:
             principal = await self.auth.principal(request)
-            if self.auth.enabled:
+            if self.auth.enabled and not principal.admin:
                 query = scope.get("query_string", b"").decode("latin-1")
                 check_scope(
                     self.settings.auth_scopes,

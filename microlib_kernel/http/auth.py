@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +47,19 @@ class Principal:
         name: who it is, for records: ``"anonymous"`` when auth is off, else
             ``"token:<first 8 hex digits of the token's SHA-256>"`` (never the token).
         authenticated: whether a token proved it.
+        admin: the deploy token proved it: every role, every scope (that token can
+            already deploy code that reads anything).
     """
 
     roles: tuple[str, ...] = ()
     name: str = "anonymous"
     authenticated: bool = False
+    admin: bool = False
+
+    @property
+    def acl_roles(self) -> tuple[str, ...] | None:
+        """The roles command ACLs check (``None``: every role, for the deploy token)."""
+        return None if self.admin else self.roles
 
 
 def parse_roles(header: str | None) -> tuple[str, ...]:
@@ -97,13 +105,18 @@ class Authenticator:
 
     Args:
         settings: the host's settings.
+        deploy_token: gives the host's deploy token (accepted as an all-roles principal);
+            called only when auth is on and a token came, as it may create the token.
 
     Raises:
         MicrolibError: JWT auth is configured but cannot work (PyJWT missing, a bad key).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, deploy_token: Callable[[], str | None] | None = None
+    ) -> None:
         self.settings = settings
+        self.deploy_token = deploy_token
         self.enabled = settings.auth_enabled
         self.jwt: Any = None
         if settings.jwt_enabled:
@@ -126,6 +139,9 @@ class Authenticator:
         token = bearer(request.headers)
         if token is None:
             raise Unauthorized("this host needs an API token: send Authorization: Bearer <token>")
+        deploy = self.deploy_token() if self.deploy_token is not None else None
+        if deploy and hmac.compare_digest(token.encode(), deploy.encode()):
+            return Principal((), "deploy-token", True, admin=True)
         if self.jwt is not None and (token.count(".") == 2 or not self.settings.auth_tokens):
             subject, roles = await self.jwt.verify(token)
             return Principal(roles, f"jwt:{subject}", True)

@@ -148,7 +148,9 @@ class JwtVerifier:
         import httpx
 
         url = self.settings.jwt_jwks_url or ""
-        verify: Any = self.settings.jwks_cafile or True
+        from ..client import tls_verify
+
+        verify = tls_verify(self.settings.jwks_cafile or True)
         try:
             async with httpx.AsyncClient(timeout=5, verify=verify) as client:
                 response = await client.get(url)

@@ -219,7 +219,7 @@ class ModelRoutes:
         if relation is not None and command is not None:
             raise BadQuery("give ?relation= or ?command=, not both")
         if command is not None:
-            result = await self.host.commands.run(mv, instance, command, {}, principal.roles)
+            result = await self.host.commands.run(mv, instance, command, {}, principal.acl_roles)
             return self._answer(mv, jsonable(result))
         if relation is not None:
             found = await self.host.relations.lookup(mv, instance, relation)
@@ -282,7 +282,7 @@ class ModelRoutes:
         mv = self._version(request, entry, id)
         kwargs = await read_object(request, self.limit, f"arguments of {name}", default={})
         instance = await repo.get(mv, id)
-        result = await self.host.commands.run(mv, instance, name, kwargs, principal.roles)
+        result = await self.host.commands.run(mv, instance, name, kwargs, principal.acl_roles)
         return self._answer(mv, jsonable(result))
 
     async def port(self, request: Request) -> Response:
