@@ -73,7 +73,7 @@ def test_cafile_from_the_environment(
 
 
 def test_tls_needs_both_files_and_says_which_is_wrong(tmp_path: Path, ca: trustme.CA) -> None:
-    certfile, keyfile, _ = tls_files(ca, tmp_path)
+    certfile, _, _ = tls_files(ca, tmp_path)
     with pytest.raises(MicrolibError, match="both certfile and keyfile"):
         serve_host(tmp_path, certfile=certfile)
     with pytest.raises(MicrolibError, match="does not exist"):
