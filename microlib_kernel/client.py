@@ -99,8 +99,9 @@ class HostClient:
 
     Args:
         url: the host's base URL (as ``host.url``); ``None``: :func:`resolve_url`.
-        token: an API token (``Authorization: Bearer``), when the host has auth on; also
-            the deploy token when ``deploy_token`` is not given.
+        token: an API token (``Authorization: Bearer``), when the host has auth on
+            (default: ``MICROLIB_TOKEN``); also the deploy token when ``deploy_token`` is
+            not given.
         deploy_token: the token the deploy routes need (the host's deploy token).
         api_root: the API's path prefix.
         timeout: seconds per request.
@@ -124,6 +125,8 @@ class HostClient:
         if root and urlsplit(self.url).path.endswith(root):  # given the API URL itself
             self.url = self.url[: -len(root)]
         base = self.url + root
+        if token is None:
+            token = os.environ.get("MICROLIB_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         deploy = deploy_token or token
         self._deploy_headers = {"Authorization": f"Bearer {deploy}"} if deploy else {}

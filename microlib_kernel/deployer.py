@@ -111,8 +111,9 @@ def deploy_notebook(
         cancel: set it to stop the run (the papermill process is killed).
         cafile: CA bundle that signed an ``https`` target's certificate (the kernel and
             the restore both verify with it; default ``MICROLIB_CAFILE``).
-        api_token: the API bearer token for a target with auth on (default
-            ``MICROLIB_TOKEN``, else the deploy token).
+        api_token: the API bearer token for a target with auth on, given to the
+            notebook as ``MICROLIB_TOKEN`` (default: ``MICROLIB_TOKEN``, else the deploy
+            token).
 
     Returns:
         A :class:`DeployResult`; ``ok`` is false when a cell failed (and then every
@@ -128,6 +129,8 @@ def deploy_notebook(
     out = Path(output) if output else _record_path(Path(home), source, started)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {URL_PARAMETER: target, **dict(parameters or {})}
+    if target.startswith("https://") and not wait_for_target:
+        check_tls(target, cafile)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="microlib-deploy-") as tmp:
         record = Path(tmp) / "published.jsonl"
@@ -135,8 +138,9 @@ def deploy_notebook(
         env["MICROLIB_TARGET_WAIT"] = str(wait_for_target)
         if cafile:
             env["MICROLIB_CAFILE"] = str(Path(cafile).resolve())
-        if api_token:
-            env["MICROLIB_TOKEN"] = api_token
+        # The notebook's own API calls (HostClient) carry this token; a host with auth
+        # on also accepts the deploy token there.
+        env["MICROLIB_TOKEN"] = api_token or os.environ.get("MICROLIB_TOKEN") or token
         cmd = [
             sys.executable, "-m", "microlib_kernel.papermill_runner", str(source), str(out),
             KERNEL_NAME, json.dumps(params), str(source.parent.resolve()),
@@ -190,6 +194,28 @@ def _run(
 
 def _record_path(home: Path, source: Path, started: dt.datetime) -> Path:
     return home / "deployments" / f"{started:%Y%m%dT%H%M%S}-{source.stem}.ipynb"
+
+
+def check_tls(target: str, cafile: str | os.PathLike[str] | None) -> None:
+    """Refuse at once a target whose certificate this process would not trust (the
+    notebook's kernel would fail on its first cell with a less clear message).
+
+    Raises:
+        ServiceUnavailable: the certificate is not trusted (other failures are left to
+            the run, which reports them as before).
+    """
+    from .client import HostClient
+    from .errors import ServiceUnavailable
+
+    verify = str(Path(cafile).resolve()) if cafile else None
+    with HostClient(target, verify=verify, timeout=10) as client:
+        try:
+            client.health()
+        except ServiceUnavailable as exc:
+            if "not trusted" in exc.message:
+                raise
+        except MicrolibError:
+            pass
 
 
 def _kernel_env(tmp: Path, target: str, token: str, record: Path) -> dict[str, str]:
