@@ -130,3 +130,19 @@ def test_memory_limit_is_applied(tmp_path: Path) -> None:
             )
     finally:
         served.host.close()
+
+
+def test_sql_magic_gets_the_time_limit_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration.test_notebook_shell import usage_error
+    from tests.notebook_support import fresh_shell
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MICROLIB_SQL_TIMEOUT", "0.3")
+    monkeypatch.setenv("MICROLIB_SERVE", "0")
+    with fresh_shell() as ip:
+        start = time.monotonic()
+        message = usage_error(ip, f"%%microlib sql\n{RUNAWAY_CTE}", capsys)
+        assert time.monotonic() - start < 5
+        assert "ran longer than its limit of 0.3 s" in message
