@@ -202,3 +202,21 @@ def test_an_issuer_that_is_down_is_not_waited_for_on_every_request(tmp_path: Pat
         assert time.monotonic() - start < 5
     finally:
         s.host.close()
+
+
+def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(KEY.public_pem())
+    s = serve_host(tmp_path, jwt_key=str(pem), jwt_leeway=0)
+    try:
+        token = KEY.token(["viewer"], aud=None, exp=int(time.time()) + 2)
+        for _ in range(3):  # verified once, then remembered
+            assert call(s, "GET", "/models/orders", token).status_code == 200
+        time.sleep(
+            max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time())
+            + 0.2
+        )
+        r = call(s, "GET", "/models/orders", token)
+        assert r.status_code == 401 and "expired" in r.json()["error"]
+    finally:
+        s.host.close()
