@@ -485,6 +485,10 @@ def test_proxy_keeps_working_with_auth_on(
         token_file = s.host.settings.home_path / "deploy-token"
         s.host.deploy_token  # noqa: B018 - written on first use
         register(runtime, KID, s.url, token_file=str(token_file), auth=True)
+        hosts = body(call(run, jp_fetch, "microlib", "hosts"))["hosts"]
+        listed_host = next(h for h in hosts if h["kernel_id"] == KID)
+        assert listed_host["status"] == "ok", listed_host
+        assert {m["name"] for m in listed_host["models"]} >= {"Order", "Customer"}
         listed = call(run, jp_fetch, f"microlib/proxy/{KID}/microlib/api/models/orders")
         assert listed.code == 200 and json.loads(listed.body) == []
         viewer = key.token(["viewer"], aud=None, iss=None)
