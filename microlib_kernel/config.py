@@ -49,6 +49,7 @@ class Settings:
         sql_timeout: seconds a SQL query may run before it is interrupted (0: no limit);
             ``host.sql``, ``%%microlib sql`` and ``POST /sql`` alike.
         sql_max_rows: most rows a ``POST /sql`` answer may have (0: no limit).
+        sql_max_bytes: about the most bytes of values a ``POST /sql`` answer may have.
         sql_memory_limit: DuckDB ``memory_limit`` of the SQL database ("" keeps DuckDB's).
         sql_temp_limit: DuckDB ``max_temp_directory_size`` (what a query may spill to disk).
         sql_concurrency: ``POST /sql`` queries one client may run at once (429 above).
@@ -89,6 +90,7 @@ class Settings:
     tune_gc: bool = False
     sql_timeout: float = 30.0
     sql_max_rows: int = 100_000
+    sql_max_bytes: int = 32 << 20
     sql_memory_limit: str = "2GB"
     sql_temp_limit: str = "2GB"
     sql_concurrency: int = 2

@@ -38,6 +38,7 @@ def sql_limits(settings: Settings) -> SqlLimits:
     return SqlLimits(
         timeout=settings.sql_timeout,
         max_rows=settings.sql_max_rows,
+        max_bytes=settings.sql_max_bytes,
         memory_limit=settings.sql_memory_limit,
         temp_limit=settings.sql_temp_limit,
     )
@@ -99,7 +100,8 @@ class SqlService:
             query: one read-only statement.
             params: ``$name`` dict or ``?`` list.
             timeout: seconds instead of the configured time limit (``0``: none).
-            capped: refuse answers over ``limits.max_rows`` (answers sent over HTTP).
+            capped: refuse answers over ``limits.max_rows`` or ``limits.max_bytes``
+                (answers sent over HTTP).
 
         Encrypted secret values come out as ``"***"`` (see ``host/secrets.py``).
         """
@@ -109,6 +111,7 @@ class SqlService:
                 limits,
                 timeout=limits.timeout if timeout is None else timeout,
                 max_rows=limits.max_rows if capped else 0,
+                max_bytes=limits.max_bytes if capped else 0,
             )
         engine = self.engine()
         with self._idle:

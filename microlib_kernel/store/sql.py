@@ -169,22 +169,42 @@ _FENCED_SIZE = 1024
 _CHUNK = 2048
 
 
-def _fetch(rel: Any, max_rows: int) -> list[tuple[Any, ...]]:
-    """All rows of ``rel``, or :class:`BadQuery` once there are more than ``max_rows``."""
-    if max_rows <= 0:
+def _fetch(rel: Any, max_rows: int, max_bytes: int = 0) -> list[tuple[Any, ...]]:
+    """All rows of ``rel``; :class:`BadQuery` once there are more than ``max_rows``, or
+    once the text and binary values add up to more than ``max_bytes``."""
+    if max_rows <= 0 and max_bytes <= 0:
         return [tuple(r) for r in rel.fetchall()]
     rows: list[tuple[Any, ...]] = []
+    size = 0
     while True:
-        chunk = rel.fetchmany(min(_CHUNK, max_rows + 1 - len(rows)))
+        want = _CHUNK if max_rows <= 0 else min(_CHUNK, max_rows + 1 - len(rows))
+        chunk = rel.fetchmany(want)
         if not chunk:
             return rows
         rows.extend(tuple(r) for r in chunk)
-        if len(rows) > max_rows:
+        if max_rows > 0 and len(rows) > max_rows:
             raise BadQuery(
                 f"the answer has more than {max_rows} rows (sql_max_rows); add a LIMIT, "
                 "aggregate, or page with LIMIT/OFFSET",
                 max_rows=max_rows,
             )
+        if max_bytes > 0:
+            size += sum(_approx_size(v) for row in chunk for v in row)
+            if size > max_bytes:
+                raise BadQuery(
+                    f"the answer is larger than {max_bytes} bytes (sql_max_bytes); select "
+                    "fewer or shorter columns, or fewer rows",
+                    max_bytes=max_bytes,
+                )
+
+
+def _approx_size(value: Any) -> int:
+    """About how many bytes a value takes in a JSON answer (strings and blobs dominate)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, list | tuple | dict):
+        return len(str(value))
+    return 8
 
 
 def _check_params(params: Any) -> Any:
@@ -264,7 +284,7 @@ class DuckDBSqlEngine(SqlEngine):
             with self._watchdog.deadline(limits.timeout, cur.interrupt):
                 rel = cur.execute(query, params) if params is not None else cur.execute(query)
                 columns = [d[0] for d in (rel.description or [])]
-                rows = _fetch(rel, limits.max_rows)
+                rows = _fetch(rel, limits.max_rows, limits.max_bytes)
         except duckdb.InterruptException:
             elapsed = time.perf_counter() - start
             if self._closing:

@@ -118,12 +118,14 @@ class SqlLimits:
     Attributes:
         timeout: seconds before the query is interrupted (``0``: no limit).
         max_rows: most rows an answer may have (``0``: no limit).
+        max_bytes: most bytes of values an answer may have, about (``0``: no limit).
         memory_limit: DuckDB ``memory_limit`` for the database (``""``: DuckDB's default).
         temp_limit: DuckDB ``max_temp_directory_size`` (spill to disk; ``""``: default).
     """
 
     timeout: float = 30.0
     max_rows: int = 0
+    max_bytes: int = 0
     memory_limit: str = ""
     temp_limit: str = ""
 

@@ -94,13 +94,15 @@ def test_close_while_a_runaway_query_runs_is_clean(tmp_path: Path) -> None:
 
 
 def test_row_cap_and_metadata_over_http(tmp_path: Path) -> None:
-    served = serve_host(tmp_path, sql_max_rows=1000)
+    served = serve_host(tmp_path, sql_max_rows=1000, sql_max_bytes=1 << 20)
     try:
         with httpx.Client(base_url=served.api, timeout=10) as c:
             r = c.post("/sql", json={"sql": "SELECT * FROM range(1000)"})
             assert r.status_code == 200 and len(r.json()["rows"]) == 1000
             r = c.post("/sql", json={"sql": "SELECT * FROM range(100000000000)"})
             assert r.status_code == 400 and "more than 1000 rows" in r.json()["error"]
+            r = c.post("/sql", json={"sql": "SELECT repeat('x', 2000000) AS big"})
+            assert r.status_code == 400 and "larger than 1048576 bytes" in r.json()["error"]
             for query in (
                 "SELECT * FROM pragma_database_list",
                 "SELECT * FROM duckdb_settings()",
