@@ -80,12 +80,14 @@ class AccessControl:
     Args:
         app: the app it wraps.
         host: the host (its settings choose the auth mode and scopes).
+        auth: the authenticator, built by ``create_app`` (so that bad auth settings
+            fail when serving starts: Starlette builds middleware on the first request).
     """
 
-    def __init__(self, app: ASGIApp, host: Host) -> None:
+    def __init__(self, app: ASGIApp, host: Host, auth: Authenticator) -> None:
         self.app = app
         self.settings = host.settings
-        self.auth = Authenticator(host.settings, lambda: host.deploy_token)
+        self.auth = auth
         self.prefix = host.settings.api_root.rstrip("/") + "/"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -220,3 +220,19 @@ def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
         assert r.status_code == 401 and "expired" in r.json()["error"]
     finally:
         s.host.close()
+
+
+def test_bad_jwt_settings_fail_when_serving_starts(tmp_path: Path) -> None:
+    from microlib_kernel.errors import MicrolibError
+
+    with pytest.raises(MicrolibError, match="cannot read jwt_key"):
+        serve_host(tmp_path, jwt_key="missing.pem")
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(KEY.public_pem())
+    with pytest.raises(MicrolibError, match="no asymmetric algorithm"):
+        serve_host(tmp_path, jwt_key=str(pem), jwt_algorithms="HS256,none")
+    (tmp_path / "junk.pem").write_text(
+        "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n"
+    )
+    with pytest.raises(MicrolibError, match="not a PEM public key"):
+        serve_host(tmp_path, jwt_key=str(tmp_path / "junk.pem"))
