@@ -32,6 +32,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("memory_rss", 300, 60),
     ("port_call", 300, 90),
     ("secrets_cost", 300, 90),
+    ("security_cost", 300, 90),
     ("notebook_latency", 300, 120),
     ("jupyter_proxy", 300, 90),
     ("lambda_cold_start", 600, 300),

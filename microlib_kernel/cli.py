@@ -65,6 +65,23 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="answer with 503 /health for this long before stopping (default 1)",
     )
     p.add_argument("--no-progress", action="store_true", help="no papermill progress bars")
+    tls = p.add_argument_group("TLS (HTTPS)")
+    tls.add_argument("--certfile", help="certificate chain (PEM); serves HTTPS with --keyfile")
+    tls.add_argument("--keyfile", help="private key (PEM) of --certfile")
+    tls.add_argument(
+        "--cafile",
+        help="CA that signed the certificate, for the notebooks deployed at start to trust "
+        "it (default: MICROLIB_CAFILE, else the system's CAs)",
+    )
+    auth = p.add_argument_group("auth (JWT bearer tokens; off unless one of the first two)")
+    auth.add_argument("--jwks-url", help="the token issuer's JWKS URL (MICROLIB_JWT_JWKS_URL)")
+    auth.add_argument("--jwt-key", help="a static public key: PEM text or file (MICROLIB_JWT_KEY)")
+    auth.add_argument("--jwt-audience", help="required aud claim (MICROLIB_JWT_AUDIENCE)")
+    auth.add_argument("--jwt-issuer", help="required iss claim (MICROLIB_JWT_ISSUER)")
+    auth.add_argument("--roles-claim", help="claim with the roles (default: roles)")
+    auth.add_argument(
+        "--auth-scopes", help='scope rules, e.g. "read:*=viewer,write:orders=clerk,sql=analyst"'
+    )
     _param_args(p)
 
 
@@ -74,13 +91,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import Settings
     from .standalone import run_standalone
 
-    settings = Settings.load(datasource=args.datasource, port=args.port, bind=args.bind)
+    settings = Settings.load(
+        datasource=args.datasource,
+        port=args.port,
+        bind=args.bind,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        jwt_jwks_url=args.jwks_url,
+        jwt_key=args.jwt_key,
+        jwt_audience=args.jwt_audience,
+        jwt_issuer=args.jwt_issuer,
+        jwt_roles_claim=args.roles_claim,
+        auth_scopes=args.auth_scopes,
+    )
     return run_standalone(
         args.notebooks,
         settings=settings,
         parameters=_parameters(args),
         drain_seconds=args.drain,
         progress=not args.no_progress,
+        cafile=args.cafile,
     )
 
 
@@ -97,6 +127,16 @@ def _deploy_args(p: argparse.ArgumentParser) -> None:
         "(default: .microlib/deployments/<time>-<name>.ipynb)",
     )
     p.add_argument("--api-root", default="/microlib/api", help="the host's API root")
+    p.add_argument(
+        "--cafile",
+        help="CA that signed an https host's certificate (default: MICROLIB_CAFILE, else the "
+        "system's CAs)",
+    )
+    p.add_argument(
+        "--api-token",
+        help="API bearer token for a host with auth on (default: MICROLIB_TOKEN, else the "
+        "deploy token)",
+    )
     p.add_argument("--timeout", type=float, help="seconds for the whole run")
     p.add_argument("--no-progress", action="store_true", help="no papermill progress bar")
     _param_args(p)
@@ -124,6 +164,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         timeout=args.timeout,
         api_root=args.api_root,
+        cafile=args.cafile,
+        api_token=args.api_token,
     )
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     print(f"record: {result.output}")
@@ -135,6 +177,7 @@ def _host_args(p: argparse.ArgumentParser) -> None:
         "--url", help="the host's URL (default: MICROLIB_URL, else http://127.0.0.1:8707)"
     )
     p.add_argument("--token", help="API token, when the host has auth on (default: MICROLIB_TOKEN)")
+    p.add_argument("--cafile", help="CA of an https host (default: MICROLIB_CAFILE)")
 
 
 def _sql_args(p: argparse.ArgumentParser) -> None:
@@ -149,6 +192,7 @@ def _sql_args(p: argparse.ArgumentParser) -> None:
         "(no host may hold it open)",
     )
     p.add_argument("--token", help="API token, when the host has auth on (default: MICROLIB_TOKEN)")
+    p.add_argument("--cafile", help="CA of an https host (default: MICROLIB_CAFILE)")
     p.add_argument(
         "--param",
         "-p",
@@ -206,7 +250,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from .client import HostClient
 
-    return HostClient(args.url, args.token or os.environ.get("MICROLIB_TOKEN"))
+    return HostClient(
+        args.url, args.token or os.environ.get("MICROLIB_TOKEN"), verify=args.cafile or None
+    )
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

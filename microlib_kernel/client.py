@@ -37,12 +37,30 @@ _BY_STATUS: dict[int, type[MicrolibError]] = {
     403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
+    408: errors.QueryTimeout,
     413: errors.PayloadTooLarge,
+    429: errors.TooManyRequests,
     502: errors.PortFailed,
     503: errors.ServiceUnavailable,
     504: errors.PortTimeout,
 }
 _PAGING = {"limit": "__limit", "offset": "__offset", "order": "__order"}
+
+
+def tls_verify(verify: Any = None) -> Any:
+    """How to check a host's TLS certificate: ``verify`` (a CA file, an ``SSLContext``
+    or a bool), else ``MICROLIB_CAFILE``, else the system's trust store."""
+    if verify is None:
+        verify = os.environ.get("MICROLIB_CAFILE") or True
+    if isinstance(verify, str | os.PathLike):
+        import ssl
+
+        path = os.fspath(verify)
+        try:  # httpx wants a context (a path is deprecated there)
+            return ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError) as exc:
+            raise MicrolibError(f"cannot read the CA file {path}: {exc}") from None
+    return verify
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -81,11 +99,15 @@ class HostClient:
 
     Args:
         url: the host's base URL (as ``host.url``); ``None``: :func:`resolve_url`.
-        token: an API token (``Authorization: Bearer``), when the host has auth on; also
-            the deploy token when ``deploy_token`` is not given.
+        token: an API token (``Authorization: Bearer``), when the host has auth on
+            (default: ``MICROLIB_TOKEN``); also the deploy token when ``deploy_token`` is
+            not given.
         deploy_token: the token the deploy routes need (the host's deploy token).
         api_root: the API's path prefix.
         timeout: seconds per request.
+        verify: how to check an ``https`` host's certificate: a CA bundle path, an
+            ``ssl.SSLContext``, ``True`` (the system's CAs) or ``False`` (never use it
+            beyond tests); default ``MICROLIB_CAFILE``, else the system's CAs.
     """
 
     def __init__(
@@ -96,22 +118,39 @@ class HostClient:
         api_root: str = DEFAULT_API_ROOT,
         timeout: float = 30.0,
         deploy_token: str | None = None,
+        verify: Any = None,
     ) -> None:
         self.url = resolve_url(url).rstrip("/")
         self.api_root = root = api_root.rstrip("/")
         if root and urlsplit(self.url).path.endswith(root):  # given the API URL itself
             self.url = self.url[: -len(root)]
         base = self.url + root
+        if token is None:
+            token = os.environ.get("MICROLIB_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         deploy = deploy_token or token
         self._deploy_headers = {"Authorization": f"Bearer {deploy}"} if deploy else {}
-        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=base, headers=headers, timeout=timeout, verify=tls_verify(verify)
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc):
+                raise ServiceUnavailable(
+                    f"the TLS certificate of {self.url} is not trusted ({exc}); give the CA "
+                    "that signed it: HostClient(verify=CA_FILE), --cafile, or MICROLIB_CAFILE",
+                    url=self.url,
+                ) from None
+            raise ServiceUnavailable(
+                f"no host answers at {self.url} ({exc}); start one with `microlib serve` or "
+                "give --url / MICROLIB_URL",
+                url=self.url,
+            ) from None
         except httpx.TransportError as exc:
             raise ServiceUnavailable(
                 f"no host answers at {self.url} ({exc}); start one with `microlib serve` or "

@@ -58,6 +58,31 @@ class Settings:
         remote_models: models other hosts serve, ``"Customer=http://host:8707,..."``:
             relations to them and adapters (parameter ``customer``) reach them there.
         remote_token: the bearer token sent to those hosts (when their auth is on).
+        sql_timeout: seconds a SQL query may run before it is interrupted (0: no limit);
+            ``host.sql``, ``%%microlib sql`` and ``POST /sql`` alike.
+        sql_max_rows: most rows a ``POST /sql`` answer may have (0: no limit).
+        sql_max_bytes: about the most bytes of values a ``POST /sql`` answer may have.
+        sql_memory_limit: DuckDB ``memory_limit`` of the SQL database ("" keeps DuckDB's).
+        sql_temp_limit: DuckDB ``max_temp_directory_size`` (what a query may spill to disk).
+        sql_concurrency: ``POST /sql`` queries one client may run at once (429 above).
+        deploy_rate: deploy requests per minute one client may send (0: no limit).
+        sse_max: ``/events`` streams open at once (503 above; 0: no limit).
+        certfile: TLS certificate chain (PEM) of ``serve()``; HTTPS when set.
+        keyfile: TLS private key (PEM) of ``certfile``.
+        jwt_jwks_url: JWKS URL of the token issuer; turns JWT auth on.
+        jwt_key: a static verification key instead of a JWKS: a PEM public key, or a path
+            to one; turns JWT auth on.
+        jwt_audience: the ``aud`` every token must carry ("" skips the check).
+        jwt_issuer: the ``iss`` every token must carry ("" skips the check).
+        jwt_algorithms: accepted signing algorithms (comma-separated; never ``none``).
+        jwt_roles_claim: the claim holding the roles (a dotted path, e.g.
+            ``realm_access.roles``; a list or a space-separated string).
+        jwt_leeway: seconds of clock skew allowed on ``exp``/``nbf``.
+        jwks_cache_seconds: how long a fetched JWKS is used before it is fetched again.
+        jwks_cafile: CA bundle to verify an ``https`` JWKS URL with (default: the system's).
+        auth_scopes: per-model read/write scopes and route scopes: ``scope -> roles``
+            (``"read:*=viewer+clerk,write:orders=clerk,sql=analyst"``); checked when
+            auth is on.
     """
 
     datasource: str = "duckdb:///.microlib/microlib.duckdb"
@@ -83,6 +108,26 @@ class Settings:
     lease_ttl: float = 10.0
     remote_models: str = ""
     remote_token: str | None = None
+    sql_timeout: float = 30.0
+    sql_max_rows: int = 100_000
+    sql_max_bytes: int = 32 << 20
+    sql_memory_limit: str = "2GB"
+    sql_temp_limit: str = "2GB"
+    sql_concurrency: int = 2
+    deploy_rate: int = 30
+    sse_max: int = 100
+    certfile: str | None = None
+    keyfile: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_key: str | None = None
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_algorithms: str = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"
+    jwt_roles_claim: str = "roles"
+    jwt_leeway: float = 30.0
+    jwks_cache_seconds: float = 300.0
+    jwks_cafile: str | None = None
+    auth_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cwd: str = ""
 
     @classmethod
@@ -122,6 +167,16 @@ class Settings:
     def home_path(self) -> Path:
         """The ``.microlib`` folder (not created here)."""
         return self.path(self.home)
+
+    @property
+    def jwt_enabled(self) -> bool:
+        """Whether API requests need a JWT (a JWKS URL or a static key is set)."""
+        return bool(self.jwt_jwks_url or self.jwt_key)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether API requests need a bearer token (static tokens or JWTs)."""
+        return bool(self.auth_tokens) or self.jwt_enabled
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""
@@ -168,7 +223,7 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
-        if f.name == "auth_tokens":
+        if f.name in ("auth_tokens", "auth_scopes"):
             return _parse_tokens(value)
         if kind.startswith("str"):
             return None if value is None else str(value)

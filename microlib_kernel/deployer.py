@@ -90,6 +90,8 @@ def deploy_notebook(
     api_root: str = "/microlib/api",
     wait_for_target: float = 0.0,
     cancel: threading.Event | None = None,
+    cafile: str | os.PathLike[str] | None = None,
+    api_token: str | None = None,
 ) -> DeployResult:
     """Run ``notebook`` with papermill so that it deploys into the host at ``target``.
 
@@ -107,6 +109,11 @@ def deploy_notebook(
         api_root: the host's API root (for restoring routes after a failure).
         wait_for_target: seconds the kernel waits for a host that is still starting.
         cancel: set it to stop the run (the papermill process is killed).
+        cafile: CA bundle that signed an ``https`` target's certificate (the kernel and
+            the restore both verify with it; default ``MICROLIB_CAFILE``).
+        api_token: the API bearer token for a target with auth on, given to the
+            notebook as ``MICROLIB_TOKEN`` (default: ``MICROLIB_TOKEN``, else the deploy
+            token).
 
     Returns:
         A :class:`DeployResult`; ``ok`` is false when a cell failed (and then every
@@ -122,11 +129,18 @@ def deploy_notebook(
     out = Path(output) if output else _record_path(Path(home), source, started)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {URL_PARAMETER: target, **dict(parameters or {})}
+    if target.startswith("https://") and not wait_for_target:
+        check_tls(target, cafile)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="microlib-deploy-") as tmp:
         record = Path(tmp) / "published.jsonl"
         env = _kernel_env(Path(tmp), target, token, record)
         env["MICROLIB_TARGET_WAIT"] = str(wait_for_target)
+        if cafile:
+            env["MICROLIB_CAFILE"] = str(Path(cafile).resolve())
+        # The notebook's own API calls (HostClient) carry this token; a host with auth
+        # on also accepts the deploy token there.
+        env["MICROLIB_TOKEN"] = api_token or os.environ.get("MICROLIB_TOKEN") or token
         cmd = [
             sys.executable, "-m", "microlib_kernel.papermill_runner", str(source), str(out),
             KERNEL_NAME, json.dumps(params), str(source.parent.resolve()),
@@ -138,7 +152,8 @@ def deploy_notebook(
     if not result.ok:
         cell, error = _failure(out, stderr)
         result.failed_cell, result.error = cell, error
-        result.restored = restore(target, token, published, api_root=api_root)
+        verify = str(Path(cafile).resolve()) if cafile else None
+        result.restored = restore(target, token, published, api_root=api_root, verify=verify)
     result.seconds = time.perf_counter() - begin
     _annotate(out, result, params, started)
     return result
@@ -179,6 +194,28 @@ def _run(
 
 def _record_path(home: Path, source: Path, started: dt.datetime) -> Path:
     return home / "deployments" / f"{started:%Y%m%dT%H%M%S}-{source.stem}.ipynb"
+
+
+def check_tls(target: str, cafile: str | os.PathLike[str] | None) -> None:
+    """Refuse at once a target whose certificate this process would not trust (the
+    notebook's kernel would fail on its first cell with a less clear message).
+
+    Raises:
+        ServiceUnavailable: the certificate is not trusted (other failures are left to
+            the run, which reports them as before).
+    """
+    from .client import HostClient
+    from .errors import ServiceUnavailable
+
+    verify = str(Path(cafile).resolve()) if cafile else None
+    with HostClient(target, verify=verify, timeout=10) as client:
+        try:
+            client.health()
+        except ServiceUnavailable as exc:
+            if "not trusted" in exc.message:
+                raise
+        except MicrolibError:
+            pass
 
 
 def _kernel_env(tmp: Path, target: str, token: str, record: Path) -> dict[str, str]:
@@ -241,7 +278,12 @@ def _failure(output: Path, stderr: str) -> tuple[int | None, str]:
 
 
 def restore(
-    target: str, token: str, published: list[dict[str, Any]], *, api_root: str = "/microlib/api"
+    target: str,
+    token: str,
+    published: list[dict[str, Any]],
+    *,
+    api_root: str = "/microlib/api",
+    verify: Any = None,
 ) -> list[str]:
     """Put every model a failed run published back as it was before the run.
 
@@ -254,7 +296,7 @@ def restore(
     """
     import httpx
 
-    from .client import error_from_response
+    from .client import error_from_response, tls_verify
 
     first: dict[str, dict[str, Any]] = {}
     for entry in published:
@@ -264,7 +306,9 @@ def restore(
     restored = []
     headers = {"Authorization": f"Bearer {token}"}
     root = api_root.rstrip("/")
-    with httpx.Client(base_url=target, headers=headers, timeout=30) as client:
+    with httpx.Client(
+        base_url=target, headers=headers, timeout=30, verify=tls_verify(verify)
+    ) as client:
         for entry in first.values():
             previous = entry.get("previous")
             name = entry["name"]

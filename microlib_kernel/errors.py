@@ -55,6 +55,22 @@ class BadQuery(MicrolibError):
     status = 400
 
 
+class QueryTimeout(BadQuery):
+    """A SQL query ran past its time limit and was stopped."""
+
+    status = 408
+
+
+class TooManyRequests(MicrolibError):
+    """A client sent more requests than its limit allows; ``retry_after`` says when to retry."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0, **details: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, retry_after=round(retry_after, 3), **details)
+
+
 class Vetoed(MicrolibError):
     """A hook (``on_delete``) refused the operation."""
 
@@ -163,7 +179,9 @@ __all__ = [
     "PortFailed",
     "PortTimeout",
     "PortUnbound",
+    "QueryTimeout",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "ValidationFailed",
     "Vetoed",

@@ -36,6 +36,7 @@ def run_standalone(
     progress: bool = True,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = print,
+    cafile: str | None = None,
 ) -> int:
     """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the exit code.
 
@@ -48,6 +49,8 @@ def run_standalone(
         progress: show papermill progress bars.
         stop: set it to stop (tests); by default SIGINT/SIGTERM set it.
         say: where status lines go.
+        cafile: CA that signed ``settings.certfile``, for the deploying kernels to trust
+            the host (default: ``MICROLIB_CAFILE``, else the system's CAs).
     """
     stop = stop or _signal_event()
     if "MICROLIB_TUNE_GC" not in os.environ:
@@ -59,6 +62,7 @@ def run_standalone(
         home=settings.home_path,
         progress=progress,
         api_root=settings.api_root,
+        cafile=cafile,
     )
     # With a known port, the first notebook's kernel starts while the host opens its
     # datasource and its server (the kernel waits for the host): a third of a cold
@@ -66,7 +70,8 @@ def run_standalone(
     early: _Early | None = None
     if notebooks and settings.port:
         token = load_or_create_token(settings.home_path, settings.deploy_token)
-        target = base_url(settings.bind, settings.port)
+        scheme = "https" if settings.certfile else "http"
+        target = base_url(settings.bind, settings.port, scheme)
         early = _Early(lambda cancel: deploy(notebooks[0], target=target, token=token,
                                              wait_for_target=30.0, cancel=cancel))  # fmt: skip
     host = None

@@ -47,6 +47,7 @@ def register(
     api_root: str = "/microlib/api",
     token_file: str | None = None,
     token_env: str | None = None,
+    auth: bool = False,
 ) -> HostRegistration:
     """Register a host serving at ``url`` as kernel ``kernel_id`` (this process by default)."""
     reg = HostRegistration(
@@ -56,6 +57,7 @@ def register(
         pid=os.getpid() if pid is None else pid,
         token_file=token_file,
         token_env=token_env,
+        auth=auth,
     )
     register_host(reg, directory)
     return reg

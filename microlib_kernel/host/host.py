@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import inspect
 import logging
 import re
@@ -56,7 +57,7 @@ from .repository import Change, Repository
 from .restore import ModelState, RestoreReport, catch_up, restore
 from .runtime import VersionRuntime
 from .secret_keeper import SecretKeeper
-from .sql import SqlService
+from .sql import SqlService, sql_limits
 from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class Host:
         except BaseException:
             self.loop.stop()
             raise
-        self._sql = SqlService(self.datasource)
+        self._sql = SqlService(self.datasource, sql_limits(settings))
         from .ports import PortRunner
         from .relations import RelationResolver
 
@@ -835,26 +836,36 @@ class Host:
                 if not self.events.busy and not self.ports.busy:
                     return
 
-    def sql(self, query: str, params: Any = None) -> SqlResult:
+    def sql(self, query: str, params: Any = None, *, timeout: float | None = None) -> SqlResult:
         """Read-only SQL over every model table (DuckDB; PostgreSQL on a postgresql:// host).
 
         Args:
             query: one ``SELECT``; tables are named by endpoints.
             params: ``{"name": value}`` for ``$name``, or a list for ``?``.
+            timeout: seconds before the query is stopped (default: ``sql_timeout``;
+                0: no limit).
 
         Raises:
             BadQuery: not a single read-only query, or a SQL error.
+            QueryTimeout: the query ran past its time limit.
         """
         if self.loop.in_loop() or not self._sql.mirrors:
             # Every table lives in the engine's own database: no mirror to refresh, so
             # the query runs right here (DuckDB gives each thread its own cursor).
-            return self._sql.execute(query, params)
-        return self.loop.run(self.sql_async(query, params))
+            return self._sql.execute(query, params, timeout=timeout)
+        return self.loop.run(self.sql_async(query, params, timeout=timeout))
 
-    async def sql_async(self, query: str, params: Any = None) -> SqlResult:
-        """:meth:`sql` from the host loop (runs the query on a worker thread)."""
+    async def sql_async(
+        self, query: str, params: Any = None, *, timeout: float | None = None, capped: bool = False
+    ) -> SqlResult:
+        """:meth:`sql` from the host loop (runs the query on a worker thread).
+
+        ``capped`` refuses answers over ``sql_max_rows`` (answers sent over HTTP).
+        """
         await self._sql.refresh(self._sql_tables())
-        return await asyncio.to_thread(self._sql.execute, query, params)
+        return await asyncio.to_thread(
+            functools.partial(self._sql.execute, query, params, timeout=timeout, capped=capped)
+        )
 
     def _sql_tables(self) -> list[tuple[TableSchema, DataSource]]:
         tables = []
@@ -915,6 +926,9 @@ class Host:
         """Stop serving, flush and close every datasource, stop the loop (idempotent)."""
         if self._closed:
             return
+        # Stop running SQL first: a runaway query would otherwise hold its request (and
+        # the server's graceful stop) up, then keep its connection busy.
+        self._sql.interrupt()
         try:
             self.stop_serving()
         except Exception:

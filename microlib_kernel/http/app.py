@@ -18,9 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .access import AccessControl
+from .auth import Authenticator
 from .docs import docs_routes
 from .draining import DrainingConnections
 from .errors import EXCEPTION_HANDLERS, InternalErrors
+from .limits import RequestLimits
 from .openapi import OpenAPICache
 from .responses import JSONResponse
 from .routes_admin import AdminRoutes
@@ -38,12 +41,18 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
         host: the host whose models are served.
         keepalive: seconds between keep-alive comments on a quiet ``/events`` stream.
 
+    Raises:
+        MicrolibError: the auth settings cannot work (a JWT key that does not load...).
+
     Returns:
         A Starlette app. ``app.state.stopping`` (an ``asyncio.Event``) ends the event
         streams when set, so a server can stop without waiting for them.
     """
     root = host.settings.api_root.rstrip("/")
     stopping = asyncio.Event()
+    # Built here, not in the middleware (Starlette builds that on the first request), so
+    # bad auth settings fail when serving starts.
+    authenticator = Authenticator(host.settings, lambda: host.deploy_token)
     openapi = OpenAPICache(host)
 
     async def openapi_json(request: Request) -> Response:
@@ -58,7 +67,12 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(DrainingConnections, host=host), Middleware(InternalErrors)],
+        middleware=[
+            Middleware(DrainingConnections, host=host),
+            Middleware(InternalErrors),
+            Middleware(AccessControl, host=host, auth=authenticator),
+            Middleware(RequestLimits, host=host),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.host = host

@@ -1,12 +1,19 @@
 """Who is calling: the request's :class:`Principal` and its roles.
 
-Two modes, chosen by the host's ``auth_tokens`` setting (``MICROLIB_AUTH_TOKENS``,
-``"tok1=admin+write,tok2=read"``):
+Auth is off by default (local development) and on once a setting names how tokens are
+checked:
 
-* **off** (no tokens, the default for local development): every request is let in and
-  its roles come from ``X-Microlib-Roles: a,b`` (trimmed, empty items dropped);
-* **on**: every API request needs ``Authorization: Bearer <token>``; the token names
-  the roles, and ``X-Microlib-Roles`` is ignored. A missing or unknown token is 401.
+* **off**: every request is let in and its roles come from ``X-Microlib-Roles: a,b``
+  (trimmed, empty items dropped);
+* **static tokens** (``auth_tokens``, ``MICROLIB_AUTH_TOKENS="tok1=admin+write,tok2=read"``):
+  the token names the roles;
+* **JWT** (``jwt_jwks_url`` or ``jwt_key``): a signed token, verified by
+  :class:`~.jwt_auth.JwtVerifier`; the roles come from a claim.
+
+Once on, every API request needs ``Authorization: Bearer <token>`` and
+``X-Microlib-Roles`` is ignored; a missing or invalid token is 401. The
+:class:`Authenticator` runs once per request (``http/access.py``) and leaves the
+principal in the request scope, where routes read it (:func:`principal_of`).
 
 The deploy routes use their own token (the deploy token) and do not go through here.
 """
@@ -15,14 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from ..errors import Unauthorized
+from ..errors import MicrolibError, Unauthorized
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 ROLES_HEADER = "x-microlib-roles"
+#: Where the access middleware leaves a request's :class:`Principal`.
+PRINCIPAL_KEY = "microlib.principal"
 
 
 @dataclass(frozen=True)
@@ -34,11 +47,19 @@ class Principal:
         name: who it is, for records: ``"anonymous"`` when auth is off, else
             ``"token:<first 8 hex digits of the token's SHA-256>"`` (never the token).
         authenticated: whether a token proved it.
+        admin: the deploy token proved it: every role, every scope (that token can
+            already deploy code that reads anything).
     """
 
     roles: tuple[str, ...] = ()
     name: str = "anonymous"
     authenticated: bool = False
+    admin: bool = False
+
+    @property
+    def acl_roles(self) -> tuple[str, ...] | None:
+        """The roles command ACLs check (``None``: every role, for the deploy token)."""
+        return None if self.admin else self.roles
 
 
 def parse_roles(header: str | None) -> tuple[str, ...]:
@@ -70,3 +91,70 @@ def authenticate(request: Request, tokens: Mapping[str, tuple[str, ...]]) -> Pri
         raise Unauthorized("unknown API token")
     digest = hashlib.sha256(given).hexdigest()[:8]
     return Principal(found, f"token:{digest}", True)
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, if the header has that form."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class Authenticator:
+    """Finds the principal of a request under a host's settings (every mode above).
+
+    Args:
+        settings: the host's settings.
+        deploy_token: gives the host's deploy token (accepted as an all-roles principal);
+            called only when auth is on and a token came, as it may create the token.
+
+    Raises:
+        MicrolibError: JWT auth is configured but cannot work (PyJWT missing, a bad key).
+    """
+
+    def __init__(
+        self, settings: Settings, deploy_token: Callable[[], str | None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.deploy_token = deploy_token
+        self.enabled = settings.auth_enabled
+        self.jwt: Any = None
+        if settings.jwt_enabled:
+            try:
+                from .jwt_auth import JwtVerifier
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise MicrolibError(
+                    "JWT auth needs PyJWT: pip install 'microlib-kernel[jwt]'"
+                ) from exc
+            self.jwt = JwtVerifier(settings)
+
+    async def principal(self, request: Request) -> Principal:
+        """The caller of ``request``.
+
+        Raises:
+            Unauthorized: auth is on and the token is missing or not valid.
+        """
+        if not self.enabled:
+            return Principal(parse_roles(request.headers.get(ROLES_HEADER)))
+        token = bearer(request.headers)
+        if token is None:
+            raise Unauthorized("this host needs an API token: send Authorization: Bearer <token>")
+        deploy = self.deploy_token() if self.deploy_token is not None else None
+        if deploy and hmac.compare_digest(token.encode(), deploy.encode()):
+            return Principal((), "deploy-token", True, admin=True)
+        if self.jwt is not None and (token.count(".") == 2 or not self.settings.auth_tokens):
+            subject, roles = await self.jwt.verify(token)
+            return Principal(roles, f"jwt:{subject}", True)
+        return authenticate(request, self.settings.auth_tokens)
+
+
+def principal_of(request: Request) -> Principal:
+    """The principal the access middleware found for ``request``.
+
+    Raises:
+        Unauthorized: the request did not go through the middleware (never let in).
+    """
+    found = request.scope.get(PRINCIPAL_KEY)
+    if not isinstance(found, Principal):
+        raise Unauthorized("this request was not authenticated")
+    return found

@@ -11,6 +11,7 @@ id, never sent.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -51,6 +52,9 @@ async def microlib_error(request: Request, exc: Exception) -> Response:
             error_id,
             exc.message,
         )
+    retry_after = exc.details.get("retry_after")
+    if isinstance(retry_after, int | float):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="microlib"'
     elif isinstance(exc, PayloadTooLarge):

@@ -33,7 +33,7 @@ def fingerprint(host: Host) -> tuple[Any, ...]:
             (e.name, e.endpoint, tuple(e.versions), tuple(e.routes.items()), e.published)
             for e in entries
         ),
-        bool(host.settings.auth_tokens),
+        host.settings.auth_enabled,
     )
 
 
@@ -58,7 +58,7 @@ class OpenAPICache:
 def build_openapi(host: Host) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``host``'s API as it is now."""
     root = host.settings.api_root.rstrip("/")
-    auth = bool(host.settings.auth_tokens)
+    auth = host.settings.auth_enabled
     schemas: dict[str, Any] = copy.deepcopy(COMMON_SCHEMAS)
     paths: dict[str, Any] = {}
     for path, item in {**ADMIN_PATHS, **DEPLOY_PATHS}.items():
@@ -96,10 +96,36 @@ def build_openapi(host: Host) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(DEPLOY_SECURITY)},
     }
+    _document_limits(host, root, paths)
     if auth:
         doc["components"]["securitySchemes"]["bearerAuth"] = {"type": "http", "scheme": "bearer"}
         doc["security"] = [{"bearerAuth": []}]
     return doc
+
+
+def _document_limits(host: Host, root: str, paths: dict[str, Any]) -> None:
+    """The answers of the SQL limits, the request limits and the scopes (http/limits.py)."""
+    s = host.settings
+    extra: dict[str, set[int]] = {f"{root}/sql": {408} | ({429} if s.sql_concurrency else set())}
+    if s.sse_max:
+        extra[f"{root}/events"] = {503}
+    if s.deploy_rate:
+        for path in paths:
+            if path == f"{root}/deploy" or path.startswith(f"{root}/deploy/"):
+                extra.setdefault(path, set()).add(429)
+    if s.auth_enabled and s.auth_scopes:
+        for path in paths:
+            if path.startswith(f"{root}/models/") or path in {
+                f"{root}/sql",
+                f"{root}/events",
+                f"{root}/config",
+            }:
+                extra.setdefault(path, set()).add(403)
+    for path, statuses in extra.items():
+        for op in paths.get(path, {}).values():
+            if isinstance(op, dict) and "responses" in op:
+                for status, answer in error_responses(statuses).items():
+                    op["responses"].setdefault(status, answer)
 
 
 __all__ = ["IF_MATCH_PATTERN", "OpenAPICache", "build_openapi", "fingerprint"]

@@ -7,10 +7,12 @@ from typing import Any
 ERROR_TEXT = {
     400: "Bad request: invalid data, query or arguments (pydantic details in errors)",
     401: "A missing or unknown API token",
-    403: "The caller's roles do not allow this command",
+    403: "The caller's roles do not allow this command (or scope, with auth_scopes)",
     404: "Unknown endpoint, id, version, relation, command or port",
+    408: "The SQL query ran past its time limit and was stopped",
     409: "The instance changed since the revision given in If-Match",
     413: "The request body is over the limit",
+    429: "Too many requests from this client (see Retry-After)",
     500: "Internal error: a generic message and an id to find the logged traceback",
     502: "The port's adapter failed",
     503: "The port's circuit breaker is open (or the host is not ready)",

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..domain.ids import check_id, new_id
 from ..domain.query import build_query, parse_filters
 from ..errors import BadQuery, NotFound, ValidationFailed
-from .auth import Principal, authenticate
+from .auth import Principal, principal_of
 from .errors import VERSION_HEADER, VERSION_KEY
 from .responses import JSONResponse, jsonable, read_object
 
@@ -119,7 +119,7 @@ class ModelRoutes:
     # -- resolution ----------------------------------------------------------------------
 
     def _principal(self, request: Request) -> Principal:
-        return authenticate(request, self.host.settings.auth_tokens)
+        return principal_of(request)  # found by the access middleware (http/access.py)
 
     def _entry(self, request: Request) -> tuple[ModelEntry, Repository]:
         endpoint = request.path_params["endpoint"]
@@ -219,7 +219,7 @@ class ModelRoutes:
         if relation is not None and command is not None:
             raise BadQuery("give ?relation= or ?command=, not both")
         if command is not None:
-            result = await self.host.commands.run(mv, instance, command, {}, principal.roles)
+            result = await self.host.commands.run(mv, instance, command, {}, principal.acl_roles)
             return self._answer(mv, jsonable(result))
         if relation is not None:
             found = await self.host.relations.lookup(mv, instance, relation)
@@ -282,7 +282,7 @@ class ModelRoutes:
         mv = self._version(request, entry, id)
         kwargs = await read_object(request, self.limit, f"arguments of {name}", default={})
         instance = await repo.get(mv, id)
-        result = await self.host.commands.run(mv, instance, name, kwargs, principal.roles)
+        result = await self.host.commands.run(mv, instance, name, kwargs, principal.acl_roles)
         return self._answer(mv, jsonable(result))
 
     async def port(self, request: Request) -> Response:

@@ -5,6 +5,9 @@ a cell never blocks it (beyond the GIL). We bind the listening socket ourselves:
 port then raises a clear :class:`MicrolibError` here, instead of uvicorn calling
 ``sys.exit`` inside the loop. uvicorn installs signal handlers only on the main thread,
 which the host loop never is.
+
+TLS: with ``certfile`` and ``keyfile`` set, uvicorn wraps the socket with them
+(``ssl_certfile``/``ssl_keyfile``) and the URL is ``https://``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ class ApiServer:
     """
 
     def __init__(
-        self, server: uvicorn.Server, task: asyncio.Task[None], app: Starlette, bind: str
+        self,
+        server: uvicorn.Server,
+        task: asyncio.Task[None],
+        app: Starlette,
+        bind: str,
+        tls: bool = False,
     ) -> None:
         self.uvicorn = server
         self.task = task
@@ -55,18 +63,44 @@ class ApiServer:
         self.bind = bind
         sockname = server.servers[0].sockets[0].getsockname()
         self.port: int = sockname[1]
-        self.url = base_url(bind, self.port)
+        self.url = base_url(bind, self.port, "https" if tls else "http")
 
     def __repr__(self) -> str:
         return f"<ApiServer {self.url}>"
 
 
-def base_url(bind: str, port: int) -> str:
+def base_url(bind: str, port: int, scheme: str = "http") -> str:
     """The URL clients use: a wildcard bind is reached through loopback."""
     address = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind, bind)
     if ":" in address:
         address = f"[{address}]"
-    return f"http://{address}:{port}"
+    return f"{scheme}://{address}:{port}"
+
+
+def tls_options(certfile: str | None, keyfile: str | None, cwd: Any = None) -> dict[str, Any]:
+    """uvicorn's TLS options for a certificate and its key (``{}`` without TLS).
+
+    Raises:
+        MicrolibError: only one of the two is set, a file is missing, or they do not load.
+    """
+    import ssl
+    from pathlib import Path
+
+    if not certfile and not keyfile:
+        return {}
+    if not (certfile and keyfile):
+        raise MicrolibError("TLS needs both certfile and keyfile (--certfile and --keyfile)")
+    paths = [
+        Path(cwd or ".", f) if not Path(f).is_absolute() else Path(f) for f in (certfile, keyfile)
+    ]
+    for path in paths:
+        if not path.is_file():
+            raise MicrolibError(f"TLS file {path} does not exist")
+    try:  # load them now, so a bad pair fails with a clear message before serving
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(*map(str, paths))
+    except ssl.SSLError as exc:
+        raise MicrolibError(f"TLS certificate and key do not load: {exc}") from None
+    return {"ssl_certfile": str(paths[0]), "ssl_keyfile": str(paths[1])}
 
 
 def _listen(bind: str, port: int) -> socket.socket:
@@ -118,7 +152,7 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
         bind: address to bind (``127.0.0.1`` unless told otherwise).
 
     Returns:
-        ``(server, url)``; ``url`` is ``http://ADDRESS:PORT`` without the API root.
+        ``(server, url)``; ``url`` is ``http(s)://ADDRESS:PORT`` without the API root.
 
     Raises:
         PortInUse: the port is busy (a ``MicrolibError``; the message names the port).
@@ -128,8 +162,14 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
 
     from .app import create_app
 
+    s = host.settings
+    tls = tls_options(s.certfile, s.keyfile, s.cwd or None)
     sock = _listen(bind, port)
-    app = create_app(host)
+    try:
+        app = create_app(host)
+    except BaseException:
+        sock.close()
+        raise
     config = uvicorn.Config(
         app,
         lifespan="off",
@@ -138,6 +178,7 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
+        **tls,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(
@@ -155,7 +196,7 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
         sock.close()
         exc = task.exception() if not task.cancelled() else None
         raise MicrolibError(f"the HTTP server stopped while starting: {exc!r}") from None
-    api = ApiServer(server, task, app, bind)
+    api = ApiServer(server, task, app, bind, tls=bool(tls))
     log.info("serving the API at %s%s", api.url, host.settings.api_root)
     return api, api.url
 

@@ -157,7 +157,11 @@ class ProxyHandler(MicrolibMixin, JupyterHandler):
         query = proxy.strip_query_token(self.request.query, self.token)
         url = reg.url + path + (f"?{query}" if query else "")
         headers = proxy.request_headers(
-            self.request.headers.get_all(), prefix=prefix, deploy_token=token
+            self.request.headers.get_all(),
+            prefix=prefix,
+            deploy_token=token,
+            # A host with auth on takes its deploy token on every route (http/auth.py).
+            api_token=reg.deploy_token() if reg.auth and not deploy else None,
         )
         body = self.request.body if method in ("POST", "PUT", "PATCH", "DELETE") else None
         openapi = method == "GET" and path == f"{reg.api_root}/openapi.json"

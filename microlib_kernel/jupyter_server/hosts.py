@@ -27,10 +27,15 @@ def proxy_path(kernel_id: str) -> str:
     return f"{PROXY_ROOT}/{kernel_id}"
 
 
-async def _count(client: httpx.AsyncClient, api: str, endpoint: str) -> int | None:
+async def _count(
+    client: httpx.AsyncClient, api: str, endpoint: str, headers: dict[str, str]
+) -> int | None:
     try:
         response = await client.get(
-            f"{api}/models/{endpoint}", params={"__count": "all"}, timeout=DESCRIBE_TIMEOUT
+            f"{api}/models/{endpoint}",
+            params={"__count": "all"},
+            timeout=DESCRIBE_TIMEOUT,
+            headers=headers,
         )
         total = response.json().get("total") if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError, AttributeError):
@@ -87,8 +92,13 @@ async def describe(
         "status": "ok",
         "models": [],
     }
+    # A host with auth on takes its deploy token on every route (http/auth.py).
+    token = reg.deploy_token() if reg.auth else None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = await client.get(f"{reg.api_url}/config", timeout=DESCRIBE_TIMEOUT)
+        response = await client.get(
+            f"{reg.api_url}/config", timeout=DESCRIBE_TIMEOUT, headers=headers
+        )
     except httpx.TimeoutException:
         return {**out, "status": "unreachable", "error": "the host did not answer in time"}
     except httpx.HTTPError as exc:
@@ -103,7 +113,7 @@ async def describe(
         return {**out, "status": "error", "error": error}
     models = [_model_view(m, base) for m in body.get("models") or [] if isinstance(m, dict)]
     counts = await asyncio.gather(
-        *(_count(client, reg.api_url, m["endpoint"]) for m in models if m["published"])
+        *(_count(client, reg.api_url, m["endpoint"], headers) for m in models if m["published"])
     )
     for model, count in zip([m for m in models if m["published"]], counts, strict=True):
         model["count"] = count

@@ -5,6 +5,9 @@ Pure functions (no I/O), so the rules are tested without a server:
 * the browser's credentials for Jupyter (cookies, ``Authorization: token ...``, XSRF)
   never reach a host; ``X-Microlib-Authorization`` becomes the host's ``Authorization``
   (for hosts with API tokens on), and the deploy routes get the host's deploy token;
+  without ``X-Microlib-Authorization``, the other routes get the deploy token too, which
+  a host with auth on accepts on every route: the proxy keeps working with auth on
+  (Jupyter has already checked that the user may read or write the kernel);
 * hop-by-hop headers are dropped both ways, and a host cannot set cookies on the
   Jupyter origin;
 * a redirect or ``Location`` to the host is rewritten under the proxy prefix, and so
@@ -56,7 +59,11 @@ def is_deploy_path(path: str, api_root: str) -> bool:
 
 
 def request_headers(
-    incoming: Iterable[tuple[str, str]], *, prefix: str, deploy_token: str | None = None
+    incoming: Iterable[tuple[str, str]],
+    *,
+    prefix: str,
+    deploy_token: str | None = None,
+    api_token: str | None = None,
 ) -> list[tuple[str, str]]:
     """The headers sent to the host for a browser request with ``incoming`` headers.
 
@@ -64,6 +71,8 @@ def request_headers(
         incoming: the browser's headers (name, value) pairs.
         prefix: the proxy path of the host, sent as ``X-Forwarded-Prefix``.
         deploy_token: when given, sent as ``Authorization: Bearer`` (deploy routes).
+        api_token: sent as ``Authorization: Bearer`` when the browser sent no
+            ``X-Microlib-Authorization`` (the API routes of a host with auth on).
     """
     out: list[tuple[str, str]] = []
     host_auth: str | None = None
@@ -79,6 +88,8 @@ def request_headers(
         out.append(("Authorization", f"Bearer {deploy_token}"))
     elif host_auth:
         out.append(("Authorization", host_auth))
+    elif api_token:
+        out.append(("Authorization", f"Bearer {api_token}"))
     out.append(("X-Forwarded-Prefix", prefix))
     return out
 

@@ -123,6 +123,8 @@ class HostRegistration:
         cwd: the folder the host resolves its datasource in.
         started: when the host started serving (ISO 8601).
         version: the microlib-kernel version of the host.
+        auth: the host has API auth on: the proxy then sends the deploy token (which
+            such a host accepts on every route) unless the browser sent its own token.
     """
 
     kernel_id: str
@@ -134,6 +136,7 @@ class HostRegistration:
     cwd: str = ""
     started: str = ""
     version: str = ""
+    auth: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HostRegistration | None:
@@ -149,6 +152,7 @@ class HostRegistration:
                 cwd=str(data.get("cwd") or ""),
                 started=str(data.get("started") or ""),
                 version=str(data.get("version") or ""),
+                auth=data.get("auth") is True,
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -69,6 +69,7 @@ class JupyterPresence:
             cwd=settings.cwd,
             started=dt.datetime.now(dt.UTC).isoformat(),
             version=__version__,
+            auth=settings.auth_enabled,
         )
         try:
             registry.register_host(reg, self.directory)

@@ -300,11 +300,18 @@ def _unpublish(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) ->
     "--token",
     metavar="T",
     help="its deploy token (default: MICROLIB_DEPLOY_TOKEN, then .microlib/deploy-token); "
-    "--token=T for a token starting with -",
+    "also the API bearer token unless --api-token is given; --token=T for a token starting "
+    "with -",
 )
+@argument(
+    "--api-token",
+    metavar="J",
+    help="API bearer token (a JWT) for a host with auth on (default: MICROLIB_TOKEN)",
+)
+@argument("--cafile", metavar="F", help="CA that signed an https host's certificate")
 def _connect(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Publish %%microlib cells to a remote host instead of the in-kernel one."""
-    target = m.session.connect(args.url, args.token)
+    target = m.session.connect(args.url, args.token, api_token=args.api_token, cafile=args.cafile)
     api = target.api_url
     return Message(
         f"connected to {api}: %%microlib cells run here and are published there "

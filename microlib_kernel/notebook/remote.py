@@ -55,19 +55,29 @@ class RemoteTarget:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         check: bool = True,
+        api_token: str | None = None,
+        cafile: str | None = None,
     ) -> RemoteTarget:
         """Connect to ``url``; the token is ``token``, else ``MICROLIB_DEPLOY_TOKEN``, else
         ``.microlib/deploy-token`` under ``cwd``.
 
         Args:
             check: make sure the host answers and takes the token (``GET /deploy``).
+            api_token: the bearer token of the API routes (``/config``, ``/sql``) when
+                the host has auth on: else ``MICROLIB_TOKEN``, else the deploy token
+                (which a host with auth on accepts on every route).
+            cafile: CA bundle that signed an ``https`` host's certificate (default:
+                ``MICROLIB_CAFILE``, else the system's CAs).
 
         Raises:
             MicrolibError: no host answers, or it refuses the token (with ``check``).
         """
         env = os.environ if env is None else env
         found = find_deploy_token(token, env=env, cwd=cwd)
-        target = cls(HostClient(url, deploy_token=found), env.get(RECORD_ENV) or None)
+        api = api_token or env.get("MICROLIB_TOKEN") or found
+        verify = cafile or env.get("MICROLIB_CAFILE") or None
+        client = HostClient(url, api, deploy_token=found, verify=verify)
+        target = cls(client, env.get(RECORD_ENV) or None)
         if check:
             try:
                 target.client.deployments()

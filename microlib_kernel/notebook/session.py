@@ -83,15 +83,33 @@ class NotebookSession:
 
     # -- a remote target ----------------------------------------------------------------
 
-    def connect(self, url: str, token: str | None = None, *, check: bool = True) -> RemoteTarget:
+    def connect(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        check: bool = True,
+        api_token: str | None = None,
+        cafile: str | None = None,
+    ) -> RemoteTarget:
         """Publish to the host at ``url`` from now on (``%microlib connect``).
+
+        ``token`` is the deploy token; ``api_token`` and ``cafile`` as in
+        :meth:`RemoteTarget.connect`.
 
         Raises:
             MicrolibError: it does not answer, or refuses the token.
         """
         from .remote import RemoteTarget
 
-        target = RemoteTarget.connect(url, token, cwd=self.settings.cwd or None, check=check)
+        target = RemoteTarget.connect(
+            url,
+            token,
+            cwd=self.settings.cwd or None,
+            check=check,
+            api_token=api_token,
+            cafile=cafile,
+        )
         self.disconnect()
         self.remote = target
         return target

@@ -104,6 +104,16 @@ class SqlEngine(abc.ABC):
     def drop_mirror(self, name: str) -> None:
         """Forget a mirrored table."""
 
+    def execute_limited(self, query: str, params: Any, limits: Any) -> Any:
+        """:meth:`execute` within ``limits`` (a ``SqlLimits``): time, rows, memory.
+
+        Engines that cannot enforce limits run the query as :meth:`execute` does.
+        """
+        return self.execute(query, params)
+
+    def interrupt_all(self) -> None:  # noqa: B027 - optional
+        """Stop every query running now (the host is closing)."""
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release what the engine holds."""
 

@@ -18,9 +18,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BadQuery
+from ..errors import BadQuery, QueryTimeout
 from .base import SqlEngine, TableSchema
 from .duckdb_types import decoder, encoder, param_expr, quote, sql_type
+from .sql_guard import SqlLimits, Watchdog, check_no_metadata
 
 MIRROR_SCHEMA = "microlib_mirror"
 
@@ -156,6 +157,56 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _serialize(cur: Any, query: str) -> str:
+    """DuckDB's parse tree of ``query`` as JSON text (for the metadata fence)."""
+    row = cur.execute("SELECT json_serialize_sql(?)", [query]).fetchone()
+    return str(row[0]) if row else "{}"
+
+
+#: Most query texts remembered as having passed the metadata fence.
+_FENCED_SIZE = 1024
+#: Rows fetched per round trip when an answer is capped.
+_CHUNK = 2048
+
+
+def _fetch(rel: Any, max_rows: int, max_bytes: int = 0) -> list[tuple[Any, ...]]:
+    """All rows of ``rel``; :class:`BadQuery` once there are more than ``max_rows``, or
+    once the text and binary values add up to more than ``max_bytes``."""
+    if max_rows <= 0 and max_bytes <= 0:
+        return [tuple(r) for r in rel.fetchall()]
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    while True:
+        want = _CHUNK if max_rows <= 0 else min(_CHUNK, max_rows + 1 - len(rows))
+        chunk = rel.fetchmany(want)
+        if not chunk:
+            return rows
+        rows.extend(tuple(r) for r in chunk)
+        if max_rows > 0 and len(rows) > max_rows:
+            raise BadQuery(
+                f"the answer has more than {max_rows} rows (sql_max_rows); add a LIMIT, "
+                "aggregate, or page with LIMIT/OFFSET",
+                max_rows=max_rows,
+            )
+        if max_bytes > 0:
+            size += sum(_approx_size(v) for row in chunk for v in row)
+            if size > max_bytes:
+                raise BadQuery(
+                    f"the answer is larger than {max_bytes} bytes (sql_max_bytes); select "
+                    "fewer or shorter columns, or fewer rows",
+                    max_bytes=max_bytes,
+                )
+
+
+def _approx_size(value: Any) -> int:
+    """About how many bytes a value takes in a JSON answer (strings and blobs dominate)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, list | tuple | dict):
+        return len(str(value))
+    return 8
+
+
 def _check_params(params: Any) -> Any:
     if params is None:
         return None
@@ -185,6 +236,10 @@ class DuckDBSqlEngine(SqlEngine):
         self._cursors: list[Any] = []
         self._lock = threading.Lock()
         self._mirrors: set[str] = set()
+        self._watchdog = Watchdog()
+        self._applied: tuple[str, str] = ("", "")
+        self._closing = False
+        self._fenced: set[str] = set()  # query texts the metadata fence let through
         self._con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {MIRROR_SCHEMA}")
 
     def _cursor(self) -> Any:
@@ -198,23 +253,88 @@ class DuckDBSqlEngine(SqlEngine):
         return cur
 
     def execute(self, query: str, params: Any = None) -> SqlResult:
+        return self.execute_limited(query, params, SqlLimits(timeout=0))
+
+    def execute_limited(self, query: str, params: Any, limits: SqlLimits) -> SqlResult:
+        """Run one read-only query within ``limits``.
+
+        Raises:
+            BadQuery: not a read-only query, machine metadata, a SQL error, or more rows
+                than ``limits.max_rows``.
+            QueryTimeout: the query ran past ``limits.timeout`` and was interrupted.
+        """
         import duckdb
 
         check_read_only(query)
         params = _check_params(params)
+        if self._closing:
+            raise BadQuery("the host is closing: no new SQL queries")
         cur = self._cursor()
+        if query not in self._fenced:
+            # The fence costs ~0.5 ms (DuckDB serializes the parse tree); a query text
+            # that passed once passes again, so repeated queries skip it.
+            check_no_metadata(query, lambda text: _serialize(cur, text))
+            with self._lock:
+                if len(self._fenced) >= _FENCED_SIZE:
+                    self._fenced.clear()
+                self._fenced.add(query)
+        self._apply(limits)
         start = time.perf_counter()
         try:
-            rel = cur.execute(query, params) if params is not None else cur.execute(query)
-            rows = rel.fetchall()
-            columns = [d[0] for d in (rel.description or [])]
+            with self._watchdog.deadline(limits.timeout, cur.interrupt):
+                rel = cur.execute(query, params) if params is not None else cur.execute(query)
+                columns = [d[0] for d in (rel.description or [])]
+                rows = _fetch(rel, limits.max_rows, limits.max_bytes)
+        except duckdb.InterruptException:
+            elapsed = time.perf_counter() - start
+            if self._closing:
+                raise BadQuery("the query was stopped: the host is closing") from None
+            raise QueryTimeout(
+                f"the query ran longer than its limit of {limits.timeout:g} s and was stopped; "
+                "narrow it (WHERE, LIMIT) or raise the limit (sql_timeout)",
+                limit=limits.timeout,
+                elapsed=round(elapsed, 3),
+            ) from None
         except duckdb.PermissionException:
             raise BadQuery(
                 "SQL here reads model tables only (no files, network or ATTACH)"
             ) from None
+        except duckdb.OutOfMemoryException:
+            raise BadQuery(
+                "the query needs more memory than the limit (sql_memory_limit); narrow it"
+            ) from None
         except duckdb.Error as exc:
             raise BadQuery(f"SQL error: {_first_line(exc)}") from None
-        return SqlResult(columns, [tuple(r) for r in rows], time.perf_counter() - start)
+        return SqlResult(columns, rows, time.perf_counter() - start)
+
+    def _apply(self, limits: SqlLimits) -> None:
+        """Set the database's memory and spill limits once (they are global settings)."""
+        wanted = (limits.memory_limit, limits.temp_limit)
+        if wanted == self._applied or wanted == ("", ""):
+            return
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                if limits.memory_limit:
+                    cur.execute("SET memory_limit = ?", [limits.memory_limit])
+                if limits.temp_limit:
+                    cur.execute("SET max_temp_directory_size = ?", [limits.temp_limit])
+            except Exception as exc:
+                raise BadQuery(f"bad SQL memory setting: {_first_line(exc)}") from None
+            finally:
+                cur.close()
+            self._applied = wanted
+
+    def interrupt_all(self) -> None:
+        """Interrupt every cursor's running query (the host is closing)."""
+        self._closing = True
+        with self._lock:
+            cursors = list(self._cursors)
+        for cur in cursors:
+            try:
+                cur.interrupt()
+            except Exception:
+                pass
 
     def mirror(self, schema: TableSchema, records: Sequence[dict[str, Any]]) -> None:
         cols = schema.columns
@@ -248,6 +368,7 @@ class DuckDBSqlEngine(SqlEngine):
                 self._mirrors.discard(name)
 
     def close(self) -> None:
+        self.interrupt_all()
         with self._lock:
             for cur in self._cursors:
                 try:

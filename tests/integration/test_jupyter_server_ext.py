@@ -468,3 +468,39 @@ def dead_pid() -> int:
             return proc.pid
         time.sleep(0.05)
     pytest.skip("the pid of an exited process is still in use")
+
+
+def test_proxy_keeps_working_with_auth_on(
+    tmp_path: Path, runtime: Path, run: Any, jp_fetch: Any
+) -> None:
+    """A host with JWT auth on: the proxy sends its deploy token unless the browser sends
+    its own token (X-Microlib-Authorization), which then decides the roles."""
+    from tests.jwt_support import SigningKey
+
+    key = SigningKey.rsa("k")
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(key.public_pem())
+    s = serve_host(tmp_path, jwt_key=str(pem), auth_scopes="write:*=clerk")
+    try:
+        token_file = s.host.settings.home_path / "deploy-token"
+        s.host.deploy_token  # noqa: B018 - written on first use
+        register(runtime, KID, s.url, token_file=str(token_file), auth=True)
+        hosts = body(call(run, jp_fetch, "microlib", "hosts"))["hosts"]
+        listed_host = next(h for h in hosts if h["kernel_id"] == KID)
+        assert listed_host["status"] == "ok", listed_host
+        assert {m["name"] for m in listed_host["models"]} >= {"Order", "Customer"}
+        listed = call(run, jp_fetch, f"microlib/proxy/{KID}/microlib/api/models/orders")
+        assert listed.code == 200 and json.loads(listed.body) == []
+        viewer = key.token(["viewer"], aud=None, iss=None)
+        refused = call(
+            run,
+            jp_fetch,
+            f"microlib/proxy/{KID}/microlib/api/models/orders",
+            method="POST",
+            body=json.dumps({"items": [{"sku": "a", "price": 1}]}),
+            headers={"X-Microlib-Authorization": f"Bearer {viewer}"},
+            raise_error=False,
+        )
+        assert refused.code == 403  # the browser's own token: its roles count
+    finally:
+        s.host.close()
