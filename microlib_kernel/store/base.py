@@ -116,6 +116,9 @@ class DataSource(abc.ABC):
     #: Whether this process is the only writer (then the repository's in-memory
     #: revision checks are enough).
     exclusive: ClassVar[bool] = True
+    #: Whether every committed write bumps :meth:`change_count` before it is
+    #: acknowledged (then responses can be cached until the count moves).
+    counts_changes: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -181,6 +184,17 @@ class DataSource(abc.ABC):
     @abc.abstractmethod
     async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
         """Records matching ``query``."""
+
+    async def query_json(
+        self, table: str, query: Query, columns: Sequence[str]
+    ) -> list[str] | None:
+        """Records matching ``query`` as JSON texts holding ``columns``: a fast path.
+
+        Timestamps are ISO 8601 text; values are what :meth:`query` gives, as JSON.
+        ``None`` when this store has no such path for these columns (callers then use
+        :meth:`query`). The default has none.
+        """
+        return None
 
     @abc.abstractmethod
     async def count(self, table: str, filters: dict[str, Any]) -> int:
