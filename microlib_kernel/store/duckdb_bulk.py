@@ -75,7 +75,11 @@ def arrow_insert(
     types: dict[str, ValueType],
     records: Sequence[dict[str, Any]],
 ) -> bool:
-    """Insert ``records`` through one Arrow table; ``False`` if pyarrow is missing."""
+    """Insert ``records`` through one Arrow table.
+
+    Returns ``False`` (nothing done) when pyarrow is missing or a value does not fit an
+    Arrow column: the caller then inserts another way.
+    """
     pa = arrow()
     if pa is None:
         return False
@@ -84,7 +88,12 @@ def arrow_insert(
         t = types[c]
         enc = encoder(t)
         kind = _ARROW_TYPES.get(t.kind, "string") if not t.secret else "string"
-        arrays[f"c{i}"] = pa.array([enc(r.get(c)) for r in records], type=getattr(pa, kind)())
+        try:
+            arrays[f"c{i}"] = pa.array([enc(r.get(c)) for r in records], type=getattr(pa, kind)())
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            # A value Arrow cannot hold (an integer beyond 64 bits): the unnest path
+            # gets DuckDB's own error for it, which names the problem (a 400).
+            return False
     rows = pa.table(arrays)
     view = f"__microlib_rows_{threading.get_ident()}"
     names = ", ".join(quote(c) for c in columns)
