@@ -97,3 +97,25 @@ def dump_many(cls: type[Model], instances: Sequence[Model]) -> list[dict[str, An
     with paused_gc(len(instances)):
         records: list[dict[str, Any]] = list_adapter(cls).dump_python(list(instances), mode="json")
     return records
+
+
+# Instances of a model validated from the same keys have equal sets of "fields set"
+# (pydantic keeps one per instance: ~700 bytes for a dozen fields, the largest part of
+# a cached instance beyond its values). Cached instances share one set per distinct
+# key set. Safe because our models are frozen: pydantic changes the set only in
+# ``__setattr__`` (refused on a frozen model) and on the copy ``model_copy`` makes.
+_SHARED_MAX = 4096
+_shared_fields: dict[frozenset[str], set[str]] = {}
+
+
+def share_fields_set(instance: Model) -> None:
+    """Point ``instance`` at the shared set equal to its own set of fields set."""
+    own = instance.__pydantic_fields_set__
+    key = frozenset(own)
+    shared = _shared_fields.get(key)
+    if shared is None:
+        if len(_shared_fields) >= _SHARED_MAX:
+            return  # many distinct shapes: keep each instance's own set
+        shared = _shared_fields[key] = set(key)
+    if shared is not own:
+        object.__setattr__(instance, "__pydantic_fields_set__", shared)

@@ -32,7 +32,7 @@ from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
 from ..store.base import DataSource, WriteOp
 from ..store.cache import InstanceCache
-from .bulk import dump_many, validate_json_rows, validate_many
+from .bulk import dump_many, share_fields_set, validate_json_rows, validate_many
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
@@ -193,7 +193,7 @@ class Repository:
         if type(instance) is mv.cls:
             return instance
         converted = self.materialize(mv, self.codec.encode(instance))
-        self.cache.put(self.table, instance.id, converted)
+        self._keep(converted)
         return converted
 
     async def _load(self, mv: ModelVersion, id: str) -> Model | None:
@@ -204,8 +204,14 @@ class Repository:
         if record is None:
             return None
         instance = self.materialize(mv, record)
-        self.cache.put(self.table, id, instance)
+        self._keep(instance)
         return instance
+
+    def _keep(self, instance: Model) -> None:
+        """Cache ``instance`` (with its set of fields set shared: see ``bulk.py``)."""
+        if self.cache.size:
+            share_fields_set(instance)
+            self.cache.put(self.table, instance.id, instance)
 
     def _encode_new(self, instance: Model) -> dict[str, Any]:
         """The record of a new instance, with the defaults of columns its version lacks."""
@@ -351,7 +357,7 @@ class Repository:
         await self.store.write(
             WriteOp("upsert", self.table, instance.id, record, expect_revision=0)
         )
-        self.cache.put(self.table, instance.id, instance)
+        self._keep(instance)
         self._emit("created", instance, instance.to_json)
         self._changed(instance.id, record)
 
@@ -363,16 +369,14 @@ class Repository:
         This is what concurrent ``Model.create`` calls turn into: one task on the host
         loop and one bulk write instead of one of each per create.
         """
-        outcomes: builtins.list[Model | Exception] = []
-        valid: builtins.list[tuple[int, Model, dict[str, Any]]] = []
-        for mv, data in items:
-            try:
-                instance = self._new(mv, data, new_id())
-            except Exception as exc:
-                outcomes.append(exc)
-                continue
-            valid.append((len(outcomes), instance, self._encode_new(instance)))
-            outcomes.append(instance)
+        outcomes = self._new_each(items)
+        made = [(n, o) for n, o in enumerate(outcomes) if isinstance(o, Model)]
+        if len({type(o) for _, o in made}) == 1:
+            # One serving version (the usual case): encode them all in one call.
+            records = self._encode_many(items[made[0][0]][0], [o for _, o in made])
+        else:
+            records = [self._encode_new(o) for _, o in made]
+        valid = [(n, o, r) for (n, o), r in zip(made, records, strict=True)]
         if not valid:
             return outcomes
         errors = await self.store.write_each(
@@ -382,9 +386,38 @@ class Repository:
             if error is not None:
                 outcomes[index] = error if isinstance(error, Exception) else RuntimeError(error)
                 continue
-            self.cache.put(self.table, instance.id, instance)
+            self._keep(instance)
             self._emit("created", instance, instance.to_json)
             self._changed(instance.id, record)
+        return outcomes
+
+    def _new_each(
+        self, items: builtins.list[tuple[ModelVersion, dict[str, Any]]]
+    ) -> builtins.list[Model | Exception]:
+        """New instances of independent creates (an exception for each invalid one)."""
+        outcomes: builtins.list[Any] = [None] * len(items)
+        values: builtins.list[tuple[int, dict[str, Any]]] = []
+        for n, (mv, data) in enumerate(items):
+            try:
+                values.append((n, self._values(mv, data, new_id())))
+            except Exception as exc:
+                outcomes[n] = exc
+        if len(values) > 1 and len({id(items[n][0]) for n, _ in values}) == 1:
+            mv = items[values[0][0]][0]
+            try:
+                instances = validate_many(mv.cls, [v for _, v in values])
+            except ValidationError:
+                pass  # some create is invalid: row by row below, for its own error
+            else:
+                for (n, _), instance in zip(values, instances, strict=True):
+                    outcomes[n] = instance
+                return outcomes
+        for n, value in values:
+            mv, data = items[n]
+            try:
+                outcomes[n] = self._new(mv, data, value["id"])
+            except Exception as exc:
+                outcomes[n] = exc
         return outcomes
 
     async def create_many(
@@ -412,7 +445,7 @@ class Repository:
             ]
         )
         for instance, record in zip(instances, records, strict=True):
-            self.cache.put(self.table, instance.id, instance)
+            self._keep(instance)
             self._emit("created", instance, instance.to_json)
             self._changed(instance.id, record)
         return instances
@@ -488,7 +521,7 @@ class Repository:
             await self.store.write(
                 WriteOp("upsert", self.table, id, record, expect_revision=current.revision)
             )
-            self.cache.put(self.table, id, updated)
+            self._keep(updated)
         names = list(changes)
         self._emit(
             "updated",

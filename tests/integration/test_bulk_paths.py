@@ -6,6 +6,7 @@ insert), ``list`` (rows rendered as JSON by DuckDB) and the HTTP list cache.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import gc
@@ -139,6 +140,25 @@ async def test_create_many_reports_the_first_invalid_row_like_create(host: Host)
     assert many.value.errors == one.value.errors and many.value.message == one.value.message
     assert await Wide.count() == 0
     assert gc.isenabled()  # the pause ended with the failure
+
+
+async def test_gathered_creates_validate_together_and_fail_alone(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [wide_row(i) for i in range(400)]
+    rows[10]["qty"] = "many"
+    rows[20]["revision"] = 5  # a framework field
+    rows[30]["id"] = "mine"
+    got = await asyncio.gather(*[Wide.create(**r) for r in rows], return_exceptions=True)
+    failed = [n for n, g in enumerate(got) if isinstance(g, BaseException)]
+    assert failed == [10, 20, 30]
+    with pytest.raises(ValidationFailed) as alone:
+        await Wide.create(**rows[10])
+    assert got[10].errors == alone.value.errors  # type: ignore[union-attr]
+    assert await Wide.count() == 397
+    host.cache.clear()
+    stored = {w.id: w.model_dump() for w in await Wide.list()}
+    assert all(stored[g.id] == g.model_dump() for g in got if isinstance(g, Model))
 
 
 async def test_rows_a_stricter_version_rejects_are_still_listed(host: Host) -> None:
