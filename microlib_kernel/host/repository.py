@@ -261,9 +261,9 @@ class Repository:
             # row the serving version rejects, take the path below.
             rows = await self.store.query_json(self.table, query, list(mv.cls.model_fields))
             if rows is not None:
-                instances = validate_json_rows(mv.cls, rows)
-                if instances is not None:
-                    return instances
+                listed = self._from_json_rows(mv, rows)
+                if listed is not None:
+                    return listed
         records = await self.store.query(self.table, query)
         out = []
         for rec in records:
@@ -272,6 +272,28 @@ class Repository:
                 out.append(self._convert(mv, cached))
             else:
                 out.append(self.materialize(mv, rec))
+        return out
+
+    def _from_json_rows(
+        self, mv: ModelVersion, rows: builtins.list[tuple[str, int, str]]
+    ) -> builtins.list[Model] | None:
+        """Instances of ``(id, revision, json)`` rows: cached ones where the cached copy
+        is that revision of that class, the others validated at once (``None`` if one
+        of them does not validate)."""
+        out: builtins.list[Any] = [None] * len(rows)
+        missing: builtins.list[int] = []
+        for n, (id, revision, _) in enumerate(rows):
+            cached = self.cache.get(self.table, id)
+            if cached is not None and cached.revision == revision and type(cached) is mv.cls:
+                out[n] = cached
+            else:
+                missing.append(n)
+        if missing:
+            instances = validate_json_rows(mv.cls, [rows[n][2] for n in missing])
+            if instances is None:
+                return None
+            for n, instance in zip(missing, instances, strict=True):
+                out[n] = instance
         return out
 
     async def count(self, filters: dict[str, Any]) -> int:

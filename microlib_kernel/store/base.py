@@ -187,8 +187,8 @@ class DataSource(abc.ABC):
 
     async def query_json(
         self, table: str, query: Query, columns: Sequence[str]
-    ) -> list[str] | None:
-        """Records matching ``query`` as JSON texts holding ``columns``: a fast path.
+    ) -> list[tuple[str, int, str]] | None:
+        """Records matching ``query`` as ``(id, revision, JSON text of columns)``: a fast path.
 
         Timestamps are ISO 8601 text; values are what :meth:`query` gives, as JSON.
         ``None`` when this store has no such path for these columns (callers then use

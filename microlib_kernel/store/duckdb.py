@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..domain.types import ValueType
 from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
@@ -521,19 +521,19 @@ class DuckDBStore(DataSource):
 
     async def query_json(
         self, table: str, query: Query, columns: Sequence[str]
-    ) -> list[str] | None:
+    ) -> list[tuple[str, int, str]] | None:
         types = self._types.get(table)
         if types is None:
             return []
         expr = json_row_expr([c for c in columns if c in types], types)
         if expr is None:
             return None
-        sql, params = self._query_sql(table, expr, query)
+        sql, params = self._query_sql(table, f"id, revision, {expr}", query)
         try:
             rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
         except Exception as exc:
             raise DatasourceError(f"list {table} failed: {exc}") from None
-        return [row[0] for row in rows]
+        return cast(list[tuple[str, int, str]], rows)
 
     async def count(self, table: str, filters: dict[str, Any]) -> int:
         if table not in self._types:
