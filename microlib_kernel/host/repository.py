@@ -259,9 +259,27 @@ class Repository:
             # The fast path: the store renders rows as JSON, pydantic validates them all
             # in one call (README, "Where the time goes"). Rows of any other shape, or a
             # row the serving version rejects, take the path below.
-            rows = await self.store.query_json(self.table, query, list(mv.cls.model_fields))
+            hits: dict[str, Model] = {}
+
+            def needed(pairs: builtins.list[tuple[str, int]]) -> builtins.list[str]:
+                # Cached copies of the same revision (and class) are reused as they are.
+                want = []
+                for id, revision in pairs:
+                    cached = self.cache.get(self.table, id)
+                    if (
+                        cached is not None
+                        and cached.revision == revision
+                        and type(cached) is mv.cls
+                    ):
+                        hits[id] = cached
+                    else:
+                        want.append(id)
+                return want
+
+            fields = builtins.list(mv.cls.model_fields)
+            rows = await self.store.query_json(self.table, query, fields, needed)
             if rows is not None:
-                listed = self._from_json_rows(mv, rows)
+                listed = self._from_json_rows(mv, rows, hits)
                 if listed is not None:
                     return listed
         records = await self.store.query(self.table, query)
@@ -275,21 +293,26 @@ class Repository:
         return out
 
     def _from_json_rows(
-        self, mv: ModelVersion, rows: builtins.list[tuple[str, int, str]]
+        self,
+        mv: ModelVersion,
+        rows: builtins.list[tuple[str, int, str | None]],
+        hits: dict[str, Model],
     ) -> builtins.list[Model] | None:
-        """Instances of ``(id, revision, json)`` rows: cached ones where the cached copy
-        is that revision of that class, the others validated at once (``None`` if one
-        of them does not validate)."""
+        """Instances of ``(id, revision, json)`` rows: the cached copies in ``hits``, the
+        others validated at once (``None`` if one of them does not validate)."""
         out: builtins.list[Any] = [None] * len(rows)
         missing: builtins.list[int] = []
-        for n, (id, revision, _) in enumerate(rows):
-            cached = self.cache.get(self.table, id)
-            if cached is not None and cached.revision == revision and type(cached) is mv.cls:
-                out[n] = cached
+        for n, (id, _, text) in enumerate(rows):
+            # One snapshot: a row's revision here is the one ``needed`` saw.
+            if id in hits:
+                out[n] = hits[id]
+            elif text is None:
+                return None  # not asked for, yet not cached: cannot happen; be safe
             else:
                 missing.append(n)
         if missing:
-            instances = validate_json_rows(mv.cls, [rows[n][2] for n in missing])
+            texts = [rows[n][2] or "" for n in missing]
+            instances = validate_json_rows(mv.cls, texts)
             if instances is None:
                 return None
             for n, instance in zip(missing, instances, strict=True):

@@ -21,7 +21,7 @@ Contract (checked by ``tests/contract``, which every store passes):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -186,13 +186,20 @@ class DataSource(abc.ABC):
         """Records matching ``query``."""
 
     async def query_json(
-        self, table: str, query: Query, columns: Sequence[str]
-    ) -> list[tuple[str, int, str]] | None:
+        self,
+        table: str,
+        query: Query,
+        columns: Sequence[str],
+        needed: Callable[[list[tuple[str, int]]], list[str]] | None = None,
+    ) -> list[tuple[str, int, str | None]] | None:
         """Records matching ``query`` as ``(id, revision, JSON text of columns)``: a fast path.
 
         Timestamps are ISO 8601 text; values are what :meth:`query` gives, as JSON.
-        ``None`` when this store has no such path for these columns (callers then use
-        :meth:`query`). The default has none.
+        With ``needed``, the store may first find the ``(id, revision)`` of every row
+        and call ``needed`` with them (on the caller's loop); rows whose id it does not
+        return may then come without their JSON (``None``). ``None`` when this store
+        has no such path for these columns (callers then use :meth:`query`). The
+        default has none.
         """
         return None
 

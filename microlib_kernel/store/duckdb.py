@@ -520,8 +520,12 @@ class DuckDBStore(DataSource):
         return decode_rows(cols, self._types[table], rows)
 
     async def query_json(
-        self, table: str, query: Query, columns: Sequence[str]
-    ) -> list[tuple[str, int, str]] | None:
+        self,
+        table: str,
+        query: Query,
+        columns: Sequence[str],
+        needed: Callable[[list[tuple[str, int]]], list[str]] | None = None,
+    ) -> list[tuple[str, int, str | None]] | None:
         types = self._types.get(table)
         if types is None:
             return []
@@ -530,10 +534,48 @@ class DuckDBStore(DataSource):
             return None
         sql, params = self._query_sql(table, f"id, revision, {expr}", query)
         try:
-            rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
+            if needed is None:
+                rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
+                return cast(list[tuple[str, int, str | None]], rows)
+            return await self._query_json_needed(table, query, expr, sql, params, needed)
+        except DatasourceError:
+            raise
         except Exception as exc:
             raise DatasourceError(f"list {table} failed: {exc}") from None
-        return cast(list[tuple[str, int, str]], rows)
+
+    async def _query_json_needed(
+        self,
+        table: str,
+        query: Query,
+        expr: str,
+        sql: str,
+        params: list[Any],
+        needed: Callable[[list[tuple[str, int]]], list[str]],
+    ) -> list[tuple[str, int, str | None]]:
+        """Ids and revisions first; JSON only for the rows ``needed`` asks for.
+
+        Both reads run in one transaction on one cursor: one snapshot, as one query.
+        """
+        ids_sql, _ = self._query_sql(table, "id, revision", query)
+        cur = self._con.cursor()
+
+        def first(_: Any) -> list[tuple[str, int]]:
+            cur.execute("BEGIN TRANSACTION")
+            return cast(list[tuple[str, int]], cur.execute(ids_sql, params).fetchall())
+
+        try:
+            pairs = await self._read(first)
+            want = needed(pairs)  # on the caller's loop: it reads the cache
+            texts: dict[str, str] = {}
+            if len(want) > len(pairs) // 4:  # mostly cold: the full query is cheaper
+                rows = await self._read(lambda _: cur.execute(sql, params).fetchall())
+                return cast(list[tuple[str, int, str | None]], rows)
+            if want:
+                by_id = f"SELECT id, {expr} FROM {quote(table)} WHERE id IN (SELECT unnest($1))"
+                texts = dict(await self._read(lambda _: cur.execute(by_id, [want]).fetchall()))
+            return [(id, revision, texts.get(id)) for id, revision in pairs]
+        finally:
+            await self._read(lambda _: _end_read(cur))
 
     async def count(self, table: str, filters: dict[str, Any]) -> int:
         if table not in self._types:
@@ -560,6 +602,11 @@ def _success(item: _Pending) -> Any:
     if item.ops is not None and not item.atomic:
         return [None] * len(item.ops)
     return None
+
+
+def _end_read(cur: Any) -> None:
+    _rollback(cur)  # a read-only transaction: nothing to commit
+    cur.close()
 
 
 def _rollback(cur: Any) -> None:

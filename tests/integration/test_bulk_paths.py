@@ -107,6 +107,24 @@ async def test_create_many_and_list_round_trip_every_kind_of_field(
         again.close()
 
 
+async def test_lists_reuse_cached_copies_of_the_same_revision_only(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    made = await Wide.create_many([wide_row(i) for i in range(400)])
+    for m in made[:10]:
+        host.cache.evict("wides", m.id)  # 10 of 400 missing: fetched by id
+    old = made[20]
+    new = await old.update(note="changed")
+    host.cache.put("wides", old.id, old)  # a stale copy must not be served
+    listed = await Wide.list(order="qty")
+    assert [m.id for m in listed] == [m.id for m in made]
+    assert listed[30] is made[30]  # the cached instance itself
+    assert listed[20].note == "changed" and listed[20].revision == new.revision
+    assert [m.model_dump() for m in listed[:10]] == [m.model_dump() for m in made[:10]]
+    paged = await Wide.list(order="-qty", limit=5, offset=2)
+    assert [m.id for m in paged] == [m.id for m in made[::-1][2:7]]
+
+
 async def test_single_creates_take_the_values_insert(host: Host) -> None:
     Wide = make_wide()
     host.publish(Wide)
