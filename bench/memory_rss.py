@@ -96,7 +96,8 @@ def run(quick: bool = False) -> list[Result]:
             unit="MiB",
             baseline="the same rows as plain Python dicts",
             baseline_value=plain / 2**20,
-            target="report the ratio",
+            target="≤ 1.5×",
+            target_ratio=1.5,
             higher_is_better=False,
             command=COMMAND,
         )

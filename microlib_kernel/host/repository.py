@@ -32,6 +32,7 @@ from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
 from ..store.base import DataSource, WriteOp
 from ..store.cache import InstanceCache
+from .bulk import dump_many, share_fields_set, validate_json_rows, validate_many
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
@@ -62,6 +63,11 @@ class RecordCodec:
     def stored_values(self, record: dict[str, Any]) -> dict[str, Any]:
         """A stored record as a model's ``migrate(record)`` sees it (encrypted values opened)."""
         return record
+
+    def plain(self, cls: type[Model]) -> bool:
+        """Whether ``cls``'s records are stored as ``model_dump(mode="json")`` gives them
+        (then bulk paths may skip :meth:`encode` and :meth:`decode`)."""
+        return True
 
 
 def validation_failed(
@@ -154,6 +160,8 @@ class Repository:
         self.defaults: dict[str, Any] = {}
         self._on_change = on_change
         self._locks = _Locks()
+        #: Bumped when another process changed a row (cached lists are then stale).
+        self.generation = 0
 
     @property
     def prefix(self) -> str:
@@ -185,7 +193,7 @@ class Repository:
         if type(instance) is mv.cls:
             return instance
         converted = self.materialize(mv, self.codec.encode(instance))
-        self.cache.put(self.table, instance.id, converted)
+        self._keep(converted)
         return converted
 
     async def _load(self, mv: ModelVersion, id: str) -> Model | None:
@@ -196,7 +204,7 @@ class Repository:
         if record is None:
             return None
         instance = self.materialize(mv, record)
-        self.cache.put(self.table, id, instance)
+        self._keep(instance)
         return instance
 
     @contextlib.contextmanager
@@ -208,6 +216,12 @@ class Repository:
         except Conflict:
             self.cache.evict(self.table, id)
             raise
+
+    def _keep(self, instance: Model) -> None:
+        """Cache ``instance`` (with its set of fields set shared: see ``bulk.py``)."""
+        if self.cache.size:
+            share_fields_set(instance)
+            self.cache.put(self.table, instance.id, instance)
 
     def _encode_new(self, instance: Model) -> dict[str, Any]:
         """The record of a new instance, with the defaults of columns its version lacks."""
@@ -251,6 +265,33 @@ class Repository:
         return instance
 
     async def list(self, mv: ModelVersion, query: Query) -> list[Model]:
+        if self.codec.plain(mv.cls):
+            # The fast path: the store renders rows as JSON, pydantic validates them all
+            # in one call (README, "Where the time goes"). Rows of any other shape, or a
+            # row the serving version rejects, take the path below.
+            hits: dict[str, Model] = {}
+
+            def needed(pairs: builtins.list[tuple[str, int]]) -> builtins.list[str]:
+                # Cached copies of the same revision (and class) are reused as they are.
+                want = []
+                for id, revision in pairs:
+                    cached = self.cache.get(self.table, id)
+                    if (
+                        cached is not None
+                        and cached.revision == revision
+                        and type(cached) is mv.cls
+                    ):
+                        hits[id] = cached
+                    else:
+                        want.append(id)
+                return want
+
+            fields = builtins.list(mv.cls.model_fields)
+            rows = await self.store.query_json(self.table, query, fields, needed)
+            if rows is not None:
+                listed = self._from_json_rows(mv, rows, hits)
+                if listed is not None:
+                    return listed
         records = await self.store.query(self.table, query)
         out = []
         for rec in records:
@@ -261,12 +302,42 @@ class Repository:
                 out.append(self.materialize(mv, rec))
         return out
 
+    def _from_json_rows(
+        self,
+        mv: ModelVersion,
+        rows: builtins.list[tuple[str, int, str | None]],
+        hits: dict[str, Model],
+    ) -> builtins.list[Model] | None:
+        """Instances of ``(id, revision, json)`` rows: the cached copies in ``hits``, the
+        others validated at once (``None`` if one of them does not validate)."""
+        out: builtins.list[Any] = [None] * len(rows)
+        missing: builtins.list[int] = []
+        for n, (id, _, text) in enumerate(rows):
+            # One snapshot: a row's revision here is the one ``needed`` saw.
+            if id in hits:
+                out[n] = hits[id]
+            elif text is None:
+                return None  # not asked for, yet not cached: cannot happen; be safe
+            else:
+                missing.append(n)
+        if missing:
+            texts = [rows[n][2] or "" for n in missing]
+            instances = validate_json_rows(mv.cls, texts)
+            if instances is None:
+                return None
+            for n, instance in zip(missing, instances, strict=True):
+                out[n] = instance
+        return out
+
     async def count(self, filters: dict[str, Any]) -> int:
         return await self.store.count(self.table, filters)
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _new(self, mv: ModelVersion, data: dict[str, Any], id: str) -> Model:
+    def _values(
+        self, mv: ModelVersion, data: dict[str, Any], id: str, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """What a new instance validates from: ``data`` and the framework fields."""
         if not isinstance(data, dict):
             raise ValidationFailed(
                 f"{self.model} data must be an object, got {type(data).__name__}"
@@ -281,8 +352,8 @@ class Repository:
                     for f in framework
                 ],
             )
-        now = dt.datetime.now(dt.UTC)
-        values = {
+        now = now or dt.datetime.now(dt.UTC)
+        return {
             **data,
             "id": id,
             "created_at": now,
@@ -292,6 +363,9 @@ class Repository:
             "port_flow": [],
             "compensation": None,
         }
+
+    def _new(self, mv: ModelVersion, data: dict[str, Any], id: str) -> Model:
+        values = self._values(mv, data, id)
         try:
             return mv.cls.model_validate(values)
         except ValidationError as exc:
@@ -338,7 +412,7 @@ class Repository:
         await self.store.write(
             WriteOp("upsert", self.table, instance.id, record, expect_revision=0)
         )
-        self.cache.put(self.table, instance.id, instance)
+        self._keep(instance)
         self._emit("created", instance, instance.to_json)
         self._changed(instance.id, record)
 
@@ -350,16 +424,14 @@ class Repository:
         This is what concurrent ``Model.create`` calls turn into: one task on the host
         loop and one bulk write instead of one of each per create.
         """
-        outcomes: builtins.list[Model | Exception] = []
-        valid: builtins.list[tuple[int, Model, dict[str, Any]]] = []
-        for mv, data in items:
-            try:
-                instance = self._new(mv, data, new_id())
-            except Exception as exc:
-                outcomes.append(exc)
-                continue
-            valid.append((len(outcomes), instance, self._encode_new(instance)))
-            outcomes.append(instance)
+        outcomes = self._new_each(items)
+        made = [(n, o) for n, o in enumerate(outcomes) if isinstance(o, Model)]
+        if len({type(o) for _, o in made}) == 1:
+            # One serving version (the usual case): encode them all in one call.
+            records = self._encode_many(items[made[0][0]][0], [o for _, o in made])
+        else:
+            records = [self._encode_new(o) for _, o in made]
+        valid = [(n, o, r) for (n, o), r in zip(made, records, strict=True)]
         if not valid:
             return outcomes
         errors = await self.store.write_each(
@@ -369,17 +441,58 @@ class Repository:
             if error is not None:
                 outcomes[index] = error if isinstance(error, Exception) else RuntimeError(error)
                 continue
-            self.cache.put(self.table, instance.id, instance)
+            self._keep(instance)
             self._emit("created", instance, instance.to_json)
             self._changed(instance.id, record)
+        return outcomes
+
+    def _new_each(
+        self, items: builtins.list[tuple[ModelVersion, dict[str, Any]]]
+    ) -> builtins.list[Model | Exception]:
+        """New instances of independent creates (an exception for each invalid one)."""
+        outcomes: builtins.list[Any] = [None] * len(items)
+        values: builtins.list[tuple[int, dict[str, Any]]] = []
+        for n, (mv, data) in enumerate(items):
+            try:
+                values.append((n, self._values(mv, data, new_id())))
+            except Exception as exc:
+                outcomes[n] = exc
+        if len(values) > 1 and len({id(items[n][0]) for n, _ in values}) == 1:
+            mv = items[values[0][0]][0]
+            try:
+                instances = validate_many(mv.cls, [v for _, v in values])
+            except ValidationError:
+                pass  # some create is invalid: row by row below, for its own error
+            else:
+                for (n, _), instance in zip(values, instances, strict=True):
+                    outcomes[n] = instance
+                return outcomes
+        for n, value in values:
+            mv, data = items[n]
+            try:
+                outcomes[n] = self._new(mv, data, value["id"])
+            except Exception as exc:
+                outcomes[n] = exc
         return outcomes
 
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
     ) -> builtins.list[Model]:
-        """Validate every row first (all or nothing), then write them in bulk."""
-        instances = [self._new(mv, row, new_id()) for row in rows]
-        records = [self._encode_new(i) for i in instances]
+        """Validate every row first (all or nothing), then write them in bulk.
+
+        The rows of one call are created at the same instant (one ``created_at``): they
+        commit in one transaction.
+        """
+        now = dt.datetime.now(dt.UTC)
+        values = [self._values(mv, row, new_id(), now) for row in rows]
+        try:
+            instances = validate_many(mv.cls, values)
+        except ValidationError:
+            # Row by row, for the first invalid row's error exactly as a create gives it.
+            instances = [
+                self._new(mv, row, value["id"]) for row, value in zip(rows, values, strict=True)
+            ]
+        records = self._encode_many(mv, instances)
         await self.store.write_many(
             [
                 WriteOp("upsert", self.table, i.id, r, expect_revision=0)
@@ -387,10 +500,24 @@ class Repository:
             ]
         )
         for instance, record in zip(instances, records, strict=True):
-            self.cache.put(self.table, instance.id, instance)
+            self._keep(instance)
             self._emit("created", instance, instance.to_json)
             self._changed(instance.id, record)
         return instances
+
+    def _encode_many(
+        self, mv: ModelVersion, instances: builtins.list[Model]
+    ) -> builtins.list[dict[str, Any]]:
+        """The records of new instances (:meth:`_encode_new` of each, in bulk when plain)."""
+        if not self.codec.plain(mv.cls):
+            return [self._encode_new(i) for i in instances]
+        records = dump_many(mv.cls, instances)
+        if self.defaults:
+            for record in records:
+                for name, value in self.defaults.items():
+                    if name not in record:
+                        record[name] = copy.deepcopy(value)
+        return records
 
     async def update(
         self,
@@ -450,7 +577,7 @@ class Repository:
                 await self.store.write(
                     WriteOp("upsert", self.table, id, record, expect_revision=current.revision)
                 )
-            self.cache.put(self.table, id, updated)
+            self._keep(updated)
         names = list(changes)
         self._emit(
             "updated",
@@ -550,3 +677,4 @@ class Repository:
     def forget(self, id: str) -> None:
         """Drop a cached copy (another process changed it)."""
         self.cache.evict(self.table, id)
+        self.generation += 1

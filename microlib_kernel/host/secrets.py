@@ -185,6 +185,9 @@ class SecretCodec(RecordCodec):
                 )
         return record
 
+    def plain(self, cls: type[Model]) -> bool:
+        return not self._secret_fields(cls)
+
     def decode(self, cls: type[Model], record: dict[str, Any]) -> dict[str, Any]:
         names = self._secret_fields(cls)
         if not names:

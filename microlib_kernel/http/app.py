@@ -58,8 +58,9 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi.document())
 
+    models = ModelRoutes(host)
     routes: list[BaseRoute] = [
-        *ModelRoutes(host).routes(),
+        *models.routes(),
         *AdminRoutes(host, stopping, keepalive).routes(),
         *DeployRoutes(host).routes(),
         Route(f"{root}/openapi.json", openapi_json, methods=["GET"]),
@@ -78,5 +79,6 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
     app.state.host = host
     app.state.api_root = root
     app.state.stopping = stopping
+    app.state.lists = models.lists  # the list cache (its hits and misses)
     app.state.openapi = openapi
     return app

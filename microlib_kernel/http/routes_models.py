@@ -25,6 +25,7 @@ from ..domain.query import build_query, parse_filters
 from ..errors import BadQuery, NotFound, ValidationFailed
 from .auth import Principal, principal_of
 from .errors import VERSION_HEADER, VERSION_KEY
+from .list_cache import ListCache
 from .responses import JSONResponse, jsonable, read_object
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class ModelRoutes:
         self.host = host
         self.root = host.settings.api_root.rstrip("/")
         self.limit = host.settings.body_limit
+        self.lists = ListCache()
 
     def routes(self) -> list[Route]:
         base = f"{self.root}/models/{{endpoint}}"
@@ -165,6 +167,12 @@ class ModelRoutes:
         self._principal(request)
         entry, repo = self._entry(request)
         mv = self._version(request, entry, None)
+        raw_query = request.scope["query_string"].decode("latin-1")
+        stamp = self.lists.stamp(repo)
+        if stamp is not None:
+            body = self.lists.get(mv, raw_query, stamp)
+            if body is not None:
+                return Response(body, 200, {VERSION_HEADER: mv.version}, JSONResponse.media_type)
         filters: dict[str, str] = {}
         paging: dict[str, str] = {}
         for key, value in request.query_params.multi_items():
@@ -185,7 +193,10 @@ class ModelRoutes:
             order=paging.get("__order"),
         )
         instances = await repo.list(mv, query)
-        return self._answer(mv, [i.to_json() for i in instances])
+        response = self._answer(mv, [i.to_json() for i in instances])
+        if stamp is not None:
+            self.lists.put(mv, raw_query, stamp, bytes(response.body))
+        return response
 
     async def _count(
         self, mv: ModelVersion, repo: Repository, filters: dict[str, str], count: str

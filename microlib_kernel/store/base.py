@@ -21,7 +21,7 @@ Contract (checked by ``tests/contract``, which every store passes):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -129,6 +129,9 @@ class DataSource(abc.ABC):
     #: Whether this process is the only writer (then the repository's in-memory
     #: revision checks are enough).
     exclusive: ClassVar[bool] = True
+    #: Whether every committed write bumps :meth:`change_count` before it is
+    #: acknowledged (then responses can be cached until the count moves).
+    counts_changes: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -194,6 +197,24 @@ class DataSource(abc.ABC):
     @abc.abstractmethod
     async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
         """Records matching ``query``."""
+
+    async def query_json(
+        self,
+        table: str,
+        query: Query,
+        columns: Sequence[str],
+        needed: Callable[[list[tuple[str, int]]], list[str]] | None = None,
+    ) -> list[tuple[str, int, str | None]] | None:
+        """Records matching ``query`` as ``(id, revision, JSON text of columns)``: a fast path.
+
+        Timestamps are ISO 8601 text; values are what :meth:`query` gives, as JSON.
+        With ``needed``, the store may first find the ``(id, revision)`` of every row
+        and call ``needed`` with them (on the caller's loop); rows whose id it does not
+        return may then come without their JSON (``None``). ``None`` when this store
+        has no such path for these columns (callers then use :meth:`query`). The
+        default has none.
+        """
+        return None
 
     @abc.abstractmethod
     async def count(self, table: str, filters: dict[str, Any]) -> int:

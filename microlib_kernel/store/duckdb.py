@@ -19,11 +19,18 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..domain.types import ValueType
 from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
+from .duckdb_bulk import (
+    ARROW_MIN_ROWS,
+    arrow_insert,
+    json_row_expr,
+    unnest_insert_sql,
+    values_insert_sql,
+)
 from .duckdb_types import encoder, param_expr, quote, sql_type
 from .filelock import WriterLock
 from .registry import url_path
@@ -65,6 +72,7 @@ class DuckDBStore(DataSource):
     """
 
     scheme = "duckdb"
+    counts_changes = True
 
     def __init__(self, url: str, path: Path | None, *, commit_batch: int = 5000) -> None:
         super().__init__(url)
@@ -79,7 +87,7 @@ class DuckDBStore(DataSource):
         self._cursors: list[Any] = []
         self._cursor_lock = threading.Lock()
         self._types: dict[str, dict[str, ValueType]] = {}
-        self._statements: dict[tuple[str, tuple[str, ...], bool], str] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool | str], str] = {}
         self._engine: DuckDBSqlEngine | None = None
         self._closed = False
         self.commits = 0  # transactions committed (for benchmarks and tests)
@@ -274,9 +282,11 @@ class DuckDBStore(DataSource):
                 )
             for (insert_only, columns), records in groups.items():
                 self._upsert(cur, table, columns, records, insert_only)
-            self._bump(table)
         if not single:
             cur.execute("COMMIT")
+        # After the commit: a reader that sees the new count must see the new rows.
+        for table in tables:
+            self._bump(table)
         self.commits += 1
 
     def _upsert(
@@ -291,20 +301,31 @@ class DuckDBStore(DataSource):
         if types is None:
             raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
         cols = [c for c in columns if c in types]
+        bulk = insert_only and len(records) >= ARROW_MIN_ROWS
+        if bulk and arrow_insert(cur, table, cols, types, records):
+            return
+        single = insert_only and len(records) == 1
+        key = (table, tuple(cols), "values" if single else insert_only)
+        sql = self._statements.get(key)
+        if sql is None:
+            if single:
+                sql = values_insert_sql(table, cols, types)
+            else:
+                sql = unnest_insert_sql(table, cols, types)
+                if not insert_only:
+                    updates = ", ".join(
+                        f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id"
+                    )
+                    sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
+            self._statements[key] = sql
+        if single:
+            record = records[0]
+            cur.execute(sql, [encoder(types[c])(record.get(c)) for c in cols])
+            return
         params = []
         for c in cols:
             enc = encoder(types[c])
             params.append([enc(r.get(c)) for r in records])
-        key = (table, tuple(cols), insert_only)
-        sql = self._statements.get(key)
-        if sql is None:
-            exprs = ", ".join(param_expr(i + 1, types[c]) for i, c in enumerate(cols))
-            names = ", ".join(quote(c) for c in cols)
-            sql = f"INSERT INTO {quote(table)} ({names}) SELECT {exprs}"
-            if not insert_only:
-                updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
-                sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
-            self._statements[key] = sql
         cur.execute(sql, params)
 
     async def write(self, op: WriteOp) -> None:
@@ -473,10 +494,7 @@ class DuckDBStore(DataSource):
                 params.append(v)
         return " WHERE " + " AND ".join(parts), params
 
-    async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
-        if table not in self._types:
-            return []
-        cols, names = self._select(table)
+    def _query_sql(self, table: str, select: str, query: Query) -> tuple[str, list[Any]]:
         where, params = self._where(query.filters)
         order = ""
         if query.order:
@@ -488,12 +506,76 @@ class DuckDBStore(DataSource):
             page += f" LIMIT {int(query.limit)}"
         if query.offset:
             page += f" OFFSET {int(query.offset)}"
-        sql = f"SELECT {names} FROM {quote(table)}{where}{order}{page}"
+        return f"SELECT {select} FROM {quote(table)}{where}{order}{page}", params
+
+    async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
+        if table not in self._types:
+            return []
+        cols, names = self._select(table)
+        sql, params = self._query_sql(table, names, query)
         try:
             rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
         except Exception as exc:
             raise DatasourceError(f"list {table} failed: {exc}") from None
         return decode_rows(cols, self._types[table], rows)
+
+    async def query_json(
+        self,
+        table: str,
+        query: Query,
+        columns: Sequence[str],
+        needed: Callable[[list[tuple[str, int]]], list[str]] | None = None,
+    ) -> list[tuple[str, int, str | None]] | None:
+        types = self._types.get(table)
+        if types is None:
+            return []
+        expr = json_row_expr([c for c in columns if c in types], types)
+        if expr is None:
+            return None
+        sql, params = self._query_sql(table, f"id, revision, {expr}", query)
+        try:
+            if needed is None:
+                rows = await self._read(lambda cur: cur.execute(sql, params).fetchall())
+                return cast(list[tuple[str, int, str | None]], rows)
+            return await self._query_json_needed(table, query, expr, sql, params, needed)
+        except DatasourceError:
+            raise
+        except Exception as exc:
+            raise DatasourceError(f"list {table} failed: {exc}") from None
+
+    async def _query_json_needed(
+        self,
+        table: str,
+        query: Query,
+        expr: str,
+        sql: str,
+        params: list[Any],
+        needed: Callable[[list[tuple[str, int]]], list[str]],
+    ) -> list[tuple[str, int, str | None]]:
+        """Ids and revisions first; JSON only for the rows ``needed`` asks for.
+
+        Both reads run in one transaction on one cursor: one snapshot, as one query.
+        """
+        ids_sql, _ = self._query_sql(table, "id, revision", query)
+        cur = self._con.cursor()
+
+        def first(_: Any) -> list[tuple[str, int]]:
+            cur.execute("BEGIN TRANSACTION")
+            return cast(list[tuple[str, int]], cur.execute(ids_sql, params).fetchall())
+
+        try:
+            pairs = await self._read(first)
+            want = needed(pairs)  # on the caller's loop: it reads the cache
+            texts: dict[str, str] = {}
+            if len(want) > len(pairs) // 4:  # mostly cold: the full query is cheaper
+                rows = await self._read(lambda _: cur.execute(sql, params).fetchall())
+                return cast(list[tuple[str, int, str | None]], rows)
+            if want:
+                by_id = f"SELECT id, {expr} FROM {quote(table)} WHERE id IN (SELECT unnest($1))"
+                texts = dict(await self._read(lambda _: cur.execute(by_id, [want]).fetchall()))
+            return [(id, revision, texts.get(id)) for id, revision in pairs]
+        finally:
+            await self._read(lambda _: _end_read(cur))
 
     async def count(self, table: str, filters: dict[str, Any]) -> int:
         if table not in self._types:
@@ -520,6 +602,11 @@ def _success(item: _Pending) -> Any:
     if item.ops is not None and not item.atomic:
         return [None] * len(item.ops)
     return None
+
+
+def _end_read(cur: Any) -> None:
+    _rollback(cur)  # a read-only transaction: nothing to commit
+    cur.close()
 
 
 def _rollback(cur: Any) -> None:

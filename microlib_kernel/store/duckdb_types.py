@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import to_json
+
 from ..domain.types import ValueType
 
 _SCALAR_SQL = {
@@ -96,7 +98,9 @@ def _identity(v: Any) -> Any:
 
 
 def _to_json_text(v: Any) -> str | None:
-    return None if v is None else json.dumps(v, separators=(",", ":"), default=str)
+    # pydantic-core's encoder: ~3x faster than json.dumps for the small nested values
+    # of a bulk write (same compact JSON; non-ASCII stays UTF-8 instead of \u escapes).
+    return None if v is None else to_json(v, fallback=str).decode()
 
 
 def _from_json_text(v: Any) -> Any:

@@ -17,6 +17,7 @@ class MemoryStore(DataSource):
     """Keeps every record in memory (SQL runs over a mirror, see ``host.sql``)."""
 
     scheme = "memory"
+    counts_changes = True
 
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)

@@ -1,0 +1,303 @@
+"""The bulk paths on a real DuckDB file: they give exactly what the row-by-row paths give.
+
+``create_many`` (one pydantic-core call, Arrow insert), single creates (one VALUES
+insert), ``list`` (rows rendered as JSON by DuckDB) and the HTTP list cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import gc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import BaseModel, Field, field_validator
+
+from microlib_kernel import Host, Model, ValidationFailed
+from microlib_kernel.domain.query import Query
+from microlib_kernel.host.bulk import paused_gc
+from microlib_kernel.host.repository import Repository
+from microlib_kernel.store import duckdb_bulk
+
+pytestmark = pytest.mark.anyio
+
+
+class Address(BaseModel):
+    street: str
+    zip: int | None = None
+
+
+def make_wide() -> type[Model]:
+    class Wide(Model, endpoint="wides"):
+        name: str
+        qty: int = 0
+        ratio: float = 0.0
+        flag: bool = False
+        when: dt.datetime | None = None
+        day: dt.date | None = None
+        at: dt.time | None = None
+        amount: decimal.Decimal = decimal.Decimal("0")
+        ref: uuid.UUID | None = None
+        tags: list[str] = Field(default_factory=list)
+        scores: list[int] = Field(default_factory=list)
+        extra: dict = Field(default_factory=dict)
+        address: Address | None = None
+        note: str | None = None
+
+    return Wide
+
+
+def wide_row(i: int) -> dict:
+    return {
+        "name": f"n{i} é\"'\\",
+        "qty": i - 150,
+        "ratio": i / 7 if i % 3 else 0.1 + 0.2,
+        "flag": bool(i % 2),
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, i, tzinfo=dt.UTC) if i % 4 else None,
+        "day": dt.date(2026, 1 + i % 12, 1 + i % 28),
+        "at": dt.time(i % 24, i % 60, i % 60, 123),
+        "amount": decimal.Decimal(f"{i}.{i:03d}"),
+        "ref": uuid.UUID(int=i) if i % 5 else None,
+        "tags": [f"t{j}" for j in range(i % 3)],
+        "scores": list(range(i % 4)),
+        "extra": {"k": i, "nested": [1, {"a": None}], "s": "ü"} if i % 2 else {},
+        "address": {"street": f"s{i}", "zip": i} if i % 3 else None,
+        "note": None if i % 2 else f"note {i}",
+    }
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    h = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    yield h
+    h.close()
+
+
+async def test_create_many_and_list_round_trip_every_kind_of_field(
+    host: Host, tmp_path: Path
+) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [wide_row(i) for i in range(600)]  # more than ARROW_MIN_ROWS: the Arrow path
+    made = await Wide.create_many(rows)
+    assert [m.name for m in made] == [r["name"] for r in rows]
+    assert len({m.created_at for m in made}) == 1  # one call, one instant
+    listed = await Wide.list(order="qty")
+    assert [m.model_dump() for m in listed] == [m.model_dump() for m in made]
+    # The row-by-row read of the store gives the same instances as the JSON fast path.
+    repo = host.repository("wides")
+    mv = host.registry.get("Wide").pick()
+    slow = [repo.materialize(mv, r) for r in await repo.store.query("wides", Query())]
+    by_id = {m.id: m.model_dump() for m in slow}
+    assert all(by_id[m.id] == m.model_dump() for m in listed)
+    # SQL sees typed columns, and everything is there after a reopen (durable).
+    got = host.sql("SELECT count(*), sum(qty), max(address.zip) FROM wides").rows
+    assert got == [(600, sum(r["qty"] for r in rows), 599)]
+    host.close()
+    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    try:
+        again.publish(make_wide())
+        assert again.sql("SELECT count(*) FROM wides").rows == [(600,)]
+    finally:
+        again.close()
+
+
+async def test_lists_reuse_cached_copies_of_the_same_revision_only(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    made = await Wide.create_many([wide_row(i) for i in range(400)])
+    for m in made[:10]:
+        host.cache.evict("wides", m.id)  # 10 of 400 missing: fetched by id
+    old = made[20]
+    new = await old.update(note="changed")
+    host.cache.put("wides", old.id, old)  # a stale copy must not be served
+    listed = await Wide.list(order="qty")
+    assert [m.id for m in listed] == [m.id for m in made]
+    assert listed[30] is made[30]  # the cached instance itself
+    assert listed[20].note == "changed" and listed[20].revision == new.revision
+    assert [m.model_dump() for m in listed[:10]] == [m.model_dump() for m in made[:10]]
+    paged = await Wide.list(order="-qty", limit=5, offset=2)
+    assert [m.id for m in paged] == [m.id for m in made[::-1][2:7]]
+
+
+async def test_single_creates_take_the_values_insert(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    one = await Wide.create(**wide_row(7))
+    assert (await Wide.find(one.id)).model_dump() == one.model_dump()
+    host.cache.clear()
+    assert [w.model_dump() for w in await Wide.list()] == [one.model_dump()]
+
+
+async def test_values_beyond_a_column_are_refused_clearly(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    with pytest.raises(ValidationFailed, match="cannot store"):
+        await Wide.create(name="big", qty=2**70)
+    rows = [wide_row(i) for i in range(300)]
+    rows[123]["qty"] = 2**70  # Arrow cannot hold it: the batch falls back, then fails
+    with pytest.raises(ValidationFailed, match="cannot store"):
+        await Wide.create_many(rows)
+    assert await Wide.count() == 0  # all or nothing
+
+
+async def test_create_many_reports_the_first_invalid_row_like_create(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [wide_row(i) for i in range(1500)]
+    rows[700]["qty"] = "many"
+    with pytest.raises(ValidationFailed) as many:
+        await Wide.create_many(rows)
+    with pytest.raises(ValidationFailed) as one:
+        await Wide.create(**rows[700])
+    assert many.value.errors == one.value.errors and many.value.message == one.value.message
+    assert await Wide.count() == 0
+    assert gc.isenabled()  # the pause ended with the failure
+
+
+async def test_gathered_creates_validate_together_and_fail_alone(host: Host) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [wide_row(i) for i in range(400)]
+    rows[10]["qty"] = "many"
+    rows[20]["revision"] = 5  # a framework field
+    rows[30]["id"] = "mine"
+    got = await asyncio.gather(*[Wide.create(**r) for r in rows], return_exceptions=True)
+    failed = [n for n, g in enumerate(got) if isinstance(g, BaseException)]
+    assert failed == [10, 20, 30]
+    with pytest.raises(ValidationFailed) as alone:
+        await Wide.create(**rows[10])
+    assert got[10].errors == alone.value.errors  # type: ignore[union-attr]
+    assert await Wide.count() == 397
+    host.cache.clear()
+    stored = {w.id: w.model_dump() for w in await Wide.list()}
+    assert all(stored[g.id] == g.model_dump() for g in got if isinstance(g, Model))
+
+
+async def test_rows_a_stricter_version_rejects_are_still_listed(host: Host) -> None:
+    class Item(Model, endpoint="items"):
+        name: str
+
+    host.publish(Item)
+    await Item.create_many([{"name": "ok"}, {"name": "x"}])
+
+    class Item(Model, endpoint="items"):  # type: ignore[no-redef]
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def long(cls, v: str) -> str:
+            if len(v) < 2:
+                raise ValueError("too short")
+            return v
+
+    host.publish(Item)
+    host.cache.clear()
+    names = sorted(i.name for i in await Item.list())
+    assert names == ["ok", "x"]  # the bulk validation failed; the row-by-row path kept both
+
+
+async def test_lists_without_pyarrow_or_json_fall_back(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    monkeypatch.setattr(duckdb_bulk, "arrow", lambda: None)  # as without the arrow extra
+    monkeypatch.setattr(duckdb_bulk, "json_row_expr", lambda columns, types: None)
+    monkeypatch.setattr("microlib_kernel.store.duckdb.json_row_expr", lambda c, t: None)
+    made = await Wide.create_many([wide_row(i) for i in range(300)])
+    host.cache.clear()
+    listed = await Wide.list(order="qty")
+    assert [m.model_dump() for m in listed] == [m.model_dump() for m in made]
+
+
+def test_paused_gc_nests_and_restores() -> None:
+    assert gc.isenabled()
+    with paused_gc(10):
+        assert gc.isenabled()  # small bursts are left alone
+    with paused_gc(5000):
+        assert not gc.isenabled()
+        with paused_gc(5000):
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc(5000):
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()
+
+
+# -- the HTTP list cache -----------------------------------------------------------------
+
+
+NOTES = "/models/notes"
+
+
+@pytest.fixture
+def api(host: Host) -> Iterator[httpx.Client]:
+    class Note(Model, endpoint="notes"):
+        text: str
+        n: int = 0
+
+    host.publish(Note)
+    url = host.serve(port=0)
+    with httpx.Client(base_url=f"{url}{host.settings.api_root}", timeout=10) as c:
+        yield c
+
+
+def test_cached_lists_change_with_every_acknowledged_write(host: Host, api: httpx.Client) -> None:
+    assert api.get(NOTES, params={"__limit": 5}).json() == []
+    first = api.post(NOTES, json={"text": "a"}).json()
+    seen = api.get(NOTES, params={"__limit": 5})
+    assert [n["id"] for n in seen.json()] == [first["id"]]
+    assert seen.headers["x-microlib-version"] == "1.0.0"
+    lists = host.server.app.state.lists
+    hits = lists.hits
+    again = api.get(NOTES, params={"__limit": 5})
+    assert again.content == seen.content and again.headers["content-type"] == "application/json"
+    assert again.headers["x-microlib-version"] == "1.0.0" and lists.hits == hits + 1
+    api.patch(f"{NOTES}/{first['id']}", json={"n": 3})
+    assert api.get(NOTES, params={"__limit": 5}).json()[0]["n"] == 3
+    api.delete(f"{NOTES}/{first['id']}")
+    assert api.get(NOTES, params={"__limit": 5}).json() == []
+    # Another process changed a row (cache coherence): the repository forgets, lists too.
+    made = api.post(NOTES, json={"text": "b"}).json()
+    assert len(api.get(NOTES).json()) == 1
+    repo = host.repository("notes")
+    before = repo.generation
+    host.loop.run(_forget(repo, made["id"]))
+    assert repo.generation == before + 1
+    assert len(api.get(NOTES).json()) == 1
+
+
+async def _forget(repo: Repository, id: str) -> None:
+    repo.forget(id)
+
+
+def test_each_version_and_query_has_its_own_cached_list(host: Host, api: httpx.Client) -> None:
+    for i in range(3):
+        api.post(NOTES, json={"text": f"t{i}", "n": i})
+    asc = api.get(NOTES, params={"__order": "n"}).json()
+    desc = api.get(NOTES, params={"__order": "-n"}).json()
+    assert [n["n"] for n in asc] == [0, 1, 2] and [n["n"] for n in desc] == [2, 1, 0]
+    assert api.get(NOTES, params={"__order": "nope"}).status_code == 400  # never cached
+
+    class Note(Model, endpoint="notes"):
+        text: str
+        n: int = 0
+        label: str = "new"
+
+    host.publish(Note)
+    latest = api.get(NOTES, params={"__order": "n"})
+    assert latest.headers["x-microlib-version"] == "1.0.1"
+    assert [n["label"] for n in latest.json()] == ["new"] * 3
+    pinned = api.get(NOTES, params={"__order": "n"}, headers={"X-Microlib-Version": "1.0.0"})
+    assert "label" not in pinned.json()[0]
