@@ -8,9 +8,11 @@ in flight at the kill runs again, the completed one does not.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +70,19 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+def read_lines(child: subprocess.Popen[str]) -> list[str]:
+    """The child's output lines, collected by a thread (a silent child cannot hang us)."""
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.append(line.strip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
 def leases(pg_url: str) -> list[tuple[str, str]]:
     with psycopg.connect(pg_url) as conn:
         return conn.execute("SELECT key, owner FROM microlib_leases ORDER BY key").fetchall()
@@ -86,20 +101,20 @@ async def test_a_dead_hosts_flow_is_taken_over_once(pg_url: str, tmp_path: Path)
         [sys.executable, "-c", CHILD.format(root=ROOT, url=pg_url, ttl=TTL)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        assert child.stdout is not None
-        lines: list[str] = []
+        lines = read_lines(child)
         deadline = time.monotonic() + 60
         while "inventory.pick" not in lines and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line:
+            if child.poll() is not None:
                 break
-            lines.append(line.strip())
-        assert "inventory.pick" in lines, child.stderr.read() if child.stderr else lines
-        order_id = lines[0]
+            time.sleep(0.05)
+        if "inventory.pick" not in lines:
+            kill(child)
+            raise AssertionError(f"host a did not reach inventory.pick: {lines}")
+        order_id = next(ln for ln in lines if re.fullmatch(r"[0-9a-f]{32}", ln))
         assert leases(pg_url) == [(f"orders/{order_id}", "a")]
 
         # A is alive and renewing: B leaves the flow alone for several lease periods,
