@@ -188,6 +188,8 @@ class Host:
             raise
 
     def _remote_models(self) -> dict[str, RemoteModel]:
+        if not self.settings.remote_models:
+            return {}  # (and httpx stays unimported: a Lambda bundle does not carry it)
         from .remote import RemoteModel, parse_remote_models
 
         out = {}
