@@ -157,12 +157,44 @@ def polylith_rows(res: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
+def cluster_rows(res: list[dict[str, Any]]) -> dict[str, str]:
+    """Scale-out (issue 16): PostgreSQL throughput and the three-host cluster."""
+    out: dict[str, str] = {}
+    pg = {
+        "PG_GET1": "GET by id c=1",
+        "PG_GET32": "GET by id c=32",
+        "PG_POST1": "POST create c=1",
+        "PG_POST32": "POST create c=32",
+    }
+    for key, prefix in pg.items():
+        duck = maybe(res, f"PostgreSQL host: HTTP {prefix}", "on DuckDB")
+        hand = maybe(res, f"PostgreSQL host: HTTP {prefix}", "Starlette")
+        out[key] = f"{duck['value']:,.0f} req/s" if duck else NOT_RUN
+        out[key + "_D"] = times(duck["ratio"]) if duck else NOT_RUN
+        out[key + "_S"] = times(hand["ratio"]) if hand else NOT_RUN
+    stale = maybe(res, "cluster: stale-read window")
+    spread = maybe(res, "cluster: a deploy reaching all")
+    lb = maybe(res, "cluster: GET by id, c=32, 3 hosts behind HAProxy")
+    out["STALE"] = ms(stale["value"]) if stale else NOT_RUN
+    out["STALE_TRIP"] = ms(stale["baseline_value"]) if stale else NOT_RUN
+    out["STALE_R"] = times(stale["ratio"]) if stale else NOT_RUN
+    out["STALE_NOTES"] = stale["notes"] if stale else NOT_RUN
+    out["SPREAD"] = ms(spread["value"]) if spread else NOT_RUN
+    out["SPREAD_SELF"] = ms(spread["baseline_value"]) if spread else NOT_RUN
+    out["SPREAD_R"] = times(spread["ratio"]) if spread else NOT_RUN
+    out["LB"] = f"{lb['value']:,.0f} req/s" if lb else NOT_RUN
+    out["LB_ONE"] = f"{lb['baseline_value']:,.0f} req/s" if lb else NOT_RUN
+    out["LB_R"] = times(lb["ratio"]) if lb else NOT_RUN
+    return out
+
+
 def all_values(data: dict[str, Any]) -> dict[str, str]:
     """Every figure the README's tables name, from a ``results.json`` document."""
     fsync = data["machine"].get("fsync_ms")
     return {
         **benchmark_rows(data["results"]),
         **polylith_rows(data["results"]),
+        **cluster_rows(data["results"]),
         "FSYNC": f"{fsync:.2f} ms" if fsync is not None else "(not recorded in that run)",
     }
 
