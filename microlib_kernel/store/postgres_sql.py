@@ -23,11 +23,12 @@ synchronous connections, so a query never waits for the host loop.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BadQuery, DatasourceUnavailable
+from ..errors import BadQuery, DatasourceUnavailable, QueryTimeout
 from .base import SqlEngine, TableSchema
 from .postgres_pool import Freshness, checkout_sync
 
@@ -65,6 +66,8 @@ class PostgresSqlEngine(SqlEngine):
         self.acquire_timeout = acquire_timeout
         self._pool: Any = None
         self._fresh = Freshness()
+        self._running: set[Any] = set()
+        self._running_lock = threading.Lock()
 
     def _connections(self) -> Any:
         # Opened on first use: most hosts never run SQL.
@@ -85,30 +88,56 @@ class PostgresSqlEngine(SqlEngine):
         return self._pool
 
     def execute(self, query: str, params: Any = None) -> Any:
+        return self._run(query, params, self.timeout, 0, 0)
+
+    def execute_limited(self, query: str, params: Any, limits: Any) -> Any:
+        """:meth:`execute` within the host's ``SqlLimits``: the stricter of its time limit
+        and the URL's ``sql_timeout``, and its row and size caps (memory is the server's
+        business: ``work_mem`` and friends, set on the role)."""
+        timeouts = [t for t in (limits.timeout, self.timeout) if t and t > 0]
+        return self._run(
+            query, params, min(timeouts) if timeouts else 0.0, limits.max_rows, limits.max_bytes
+        )
+
+    def interrupt_all(self) -> None:
+        """Cancel every query running now (the host is closing)."""
+        with self._running_lock:
+            running = list(self._running)
+        for conn in running:
+            try:
+                conn.cancel_safe(timeout=2.0)
+            except Exception:  # it ends with its connection anyway
+                continue
+
+    def _run(self, query: str, params: Any, timeout: float, max_rows: int, max_bytes: int) -> Any:
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        from .sql import SqlResult
+        from .sql import SqlResult, _fetch
 
         sql, values = translate(check_query(query), params)
         start = time.perf_counter()
         try:
             pool = self._connections()
             conn = checkout_sync(pool, self._fresh, self.acquire_timeout)
+            with self._running_lock:
+                self._running.add(conn)
             try:
                 conn.read_only = True
                 try:
                     conn.execute(
                         "SELECT set_config('statement_timeout', %s, true)",
-                        [f"{int(self.timeout * 1000)}ms"],
+                        [f"{int(timeout * 1000)}ms"],
                     )
                     # binary=True: the extended protocol, one statement and no more.
                     cur = conn.execute(sql, values, binary=True)
-                    rows = cur.fetchall() if cur.description else []
                     columns = [d.name for d in cur.description or []]
+                    rows = _fetch(cur, max_rows, max_bytes) if cur.description else []
                 finally:
                     conn.rollback()
             finally:
+                with self._running_lock:
+                    self._running.discard(conn)
                 self._fresh.mark(conn)
                 pool.putconn(conn)
         except PoolTimeout:
@@ -116,8 +145,11 @@ class PostgresSqlEngine(SqlEngine):
                 "PostgreSQL is unavailable (no working connection); retry shortly"
             ) from None
         except psycopg.errors.QueryCanceled:
-            raise BadQuery(
-                f"SQL took longer than {self.timeout:g} s and was cancelled (statement_timeout)"
+            raise QueryTimeout(
+                f"the query ran longer than its limit of {timeout:g} s and was stopped "
+                "(statement_timeout); narrow it (WHERE, LIMIT) or raise the limit (sql_timeout)",
+                limit=timeout,
+                elapsed=round(time.perf_counter() - start, 3),
             ) from None
         except psycopg.errors.ReadOnlySqlTransaction:
             raise BadQuery("only read-only queries are allowed (SELECT)") from None
