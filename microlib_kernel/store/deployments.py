@@ -208,8 +208,9 @@ def open_deployment_log(url: str, settings: Settings) -> DeploymentLog:
         return factory(url, settings)
     if scheme in ("postgresql", "postgres"):
         from .deployments_postgres import PostgresDeploymentLog
+        from .postgres_url import split_url
 
-        return PostgresDeploymentLog(url)
+        return PostgresDeploymentLog(split_url(url)[0])
     if scheme in ("duckdb", "file"):
         path = url_path(url, settings)
         if path is not None:

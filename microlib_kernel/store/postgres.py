@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..domain.types import ValueType
 from ..errors import BadQuery, DatasourceError, DatasourceUnavailable, DeployRefused
@@ -36,6 +35,7 @@ from .postgres_leases import PostgresLeases
 from .postgres_pool import Freshness, checkout
 from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
+from .postgres_url import split_url
 from .registry import redact_url
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ _COLUMNS_SQL = (
     "SELECT column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = current_schema() AND table_name = %s"
 )
-#: URL query parameters microlib reads itself (libpq would refuse them).
-_OWN_PARAMS = ("sql_timeout", "pool_size", "acquire_timeout")
 
 
 class PostgresStore(DataSource):
@@ -103,11 +101,7 @@ class PostgresStore(DataSource):
                 f"postgresql:// needs the postgres extra ({exc.name} is missing): "
                 "pip install 'microlib-kernel[postgres]'"
             ) from None
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        own = {k: v for k, v in query if k in _OWN_PARAMS}
-        rest = urlencode([(k, v) for k, v in query if k not in _OWN_PARAMS])
-        conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, rest, parts.fragment))
+        conninfo, own = split_url(url)
         try:
             options = {k: float(v) for k, v in own.items()}
         except ValueError:
