@@ -7,13 +7,10 @@ it is installed here (about 15 s), as the issue asks of the test set-up.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +19,10 @@ import httpx
 import pytest
 
 from tests.pg_support import REQUIRE
+from tests.serve_support import API, ROOT, start_serve
 from tests.services import reachable
 
-ROOT = Path(__file__).resolve().parents[1]
-MICROLIB = [sys.executable, "-m", "microlib_kernel.cli"]
-API = "/microlib/api"
+__all__ = ["API", "ROOT", "TOKEN", "HAProxy", "Node", "start_node", "wait_healthy"]
 TOKEN = "cluster-test-deploy-token"
 
 
@@ -89,33 +85,10 @@ class Node:
 def start_node(
     name: str, workdir: Path, env: dict[str, str], *notebooks: str, timeout: float = 120
 ) -> Node:
-    """Start `microlib serve` on port 0 and wait for "ready"."""
+    """Start `microlib serve` on port 0 as node ``name`` and wait for "ready"."""
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [*MICROLIB, "serve", "--port", "0", "--no-progress", "--drain", "0.5", *notebooks],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "MICROLIB_NODE": name, **env},
-    )  # fmt: skip
-    lines: list[str] = []
-    url = ""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"serving (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            url = found.group(1)
-        if "microlib: ready" in line:
-            break
-    node = Node(name, proc, url, lines)
-    if not url or not any("microlib: ready" in ln for ln in lines):
-        node.kill()
-        raise AssertionError(f"{name} did not get ready:\n" + "".join(lines))
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
-    return node
+    served = start_serve(workdir, *notebooks, timeout=timeout, env={"MICROLIB_NODE": name, **env})
+    return Node(name, served.proc, served.url, served.lines)
 
 
 class HAProxy:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,25 @@ class DeploymentRecord:
             "endpoints": list(self.endpoints),
             "weights": dict(self.weights) if self.weights is not None else None,
         }
+
+    def row(self) -> list[Any]:
+        """The values a SQL log stores, in the order of its columns after ``seq``:
+        time, kind, names, versions, endpoints, weights (JSON text), source, who."""
+        weights = json.dumps(self.weights) if self.weights is not None else None
+        return [
+            self.time,
+            self.kind,
+            list(self.names),
+            list(self.versions),
+            list(self.endpoints),
+            weights,
+            self.source,
+            self.who,
+        ]
+
+    def numbered(self, seq: int) -> DeploymentRecord:
+        """This record with its place in the log."""
+        return replace(self, seq=seq)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DeploymentRecord:

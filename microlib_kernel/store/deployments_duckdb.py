@@ -101,7 +101,6 @@ class DuckDBDeploymentLog(DeploymentLog):
     def append(self, record: DeploymentRecord) -> DeploymentRecord:
         import duckdb
 
-        weights = json.dumps(record.weights) if record.weights is not None else None
         with self._lock:
             if self._con is None:
                 raise DatasourceError(f"the deployment log {self.path} is closed")
@@ -110,20 +109,11 @@ class DuckDBDeploymentLog(DeploymentLog):
                 row = self._con.execute(
                     "INSERT INTO deployment_log SELECT coalesce(max(seq), 0) + 1, "
                     "?, ?, ?, ?, ?, ?, ?, ? FROM deployment_log RETURNING seq",
-                    [
-                        record.time,
-                        record.kind,
-                        list(record.names),
-                        list(record.versions),
-                        list(record.endpoints),
-                        weights,
-                        record.source,
-                        record.who,
-                    ],
+                    record.row(),
                 ).fetchone()
             except duckdb.Error as exc:
                 raise DatasourceError(f"{self.path} refused the record: {exc}") from None
-        return DeploymentRecord(**{**_fields(record), "seq": int(row[0])})
+        return record.numbered(int(row[0]))
 
     def load(self) -> list[DeploymentRecord]:
         with self._lock:
@@ -144,10 +134,6 @@ class DuckDBDeploymentLog(DeploymentLog):
         except Exception:
             pass  # the WAL is replayed on the next open
         con.close()
-
-
-def _fields(record: DeploymentRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__dataclass_fields__}
 
 
 def _record(row: tuple[Any, ...]) -> DeploymentRecord:

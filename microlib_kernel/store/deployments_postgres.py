@@ -14,7 +14,6 @@ smaller number (an identity column would give no such promise). Appends are rare
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -93,17 +92,7 @@ class PostgresDeploymentLog(DeploymentLog):
             raise DatasourceError(f"the deployment log's database refused it: {exc}") from None
 
     def append(self, record: DeploymentRecord) -> DeploymentRecord:
-        weights = json.dumps(record.weights) if record.weights is not None else None
-        params = [
-            record.time,
-            record.kind,
-            list(record.names),
-            list(record.versions),
-            list(record.endpoints),
-            weights,
-            record.source,
-            record.who,
-        ]
+        params = record.row()
 
         def insert(con: Any) -> int:
             with con.transaction():
@@ -117,17 +106,7 @@ class PostgresDeploymentLog(DeploymentLog):
 
         with self._lock:
             seq = self._run(insert)
-        return DeploymentRecord(
-            kind=record.kind,
-            names=record.names,
-            versions=record.versions,
-            time=record.time,
-            who=record.who,
-            source=record.source,
-            endpoints=record.endpoints,
-            weights=record.weights,
-            seq=seq,
-        )
+        return record.numbered(seq)
 
     def load(self) -> list[DeploymentRecord]:
         with self._lock:

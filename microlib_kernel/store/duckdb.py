@@ -35,6 +35,7 @@ from .duckdb_types import encoder, param_expr, quote, sql_type
 from .filelock import WriterLock
 from .registry import url_path
 from .sql import DuckDBSqlEngine, decode_rows
+from .sql_text import order_and_page
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -496,17 +497,7 @@ class DuckDBStore(DataSource):
 
     def _query_sql(self, table: str, select: str, query: Query) -> tuple[str, list[Any]]:
         where, params = self._where(query.filters)
-        order = ""
-        if query.order:
-            order = " ORDER BY " + ", ".join(
-                f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order
-            )
-        page = ""
-        if query.limit is not None:
-            page += f" LIMIT {int(query.limit)}"
-        if query.offset:
-            page += f" OFFSET {int(query.offset)}"
-        return f"SELECT {select} FROM {quote(table)}{where}{order}{page}", params
+        return f"SELECT {select} FROM {quote(table)}{where}{order_and_page(query)}", params
 
     async def query(self, table: str, query: Query) -> list[dict[str, Any]]:
         if table not in self._types:

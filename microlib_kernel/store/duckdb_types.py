@@ -15,6 +15,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from ..domain.types import ValueType
+from .sql_text import quote
 
 _SCALAR_SQL = {
     "string": "VARCHAR",
@@ -30,11 +31,6 @@ _SCALAR_SQL = {
 }
 # Scalars whose Python/JSON value DuckDB binds directly as a list parameter of this type.
 _NATIVE_PARAM = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "boolean": "BOOLEAN"}
-
-
-def quote(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_type(t: ValueType) -> str:

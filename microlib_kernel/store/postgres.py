@@ -37,6 +37,7 @@ from .postgres_sql import PostgresSqlEngine
 from .postgres_types import catalog_name, encoder, guess, quote, sql_type
 from .postgres_url import split_url
 from .registry import redact_url
+from .sql_text import order_and_page
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -371,17 +372,7 @@ class PostgresStore(DataSource):
             return []
         cols, names = self._select(table)
         where, params = self._where(table, query.filters)
-        order = ""
-        if query.order:
-            order = " ORDER BY " + ", ".join(
-                f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order
-            )
-        page = ""
-        if query.limit is not None:
-            page += f" LIMIT {int(query.limit)}"
-        if query.offset:
-            page += f" OFFSET {int(query.offset)}"
-        sql = f"SELECT {names} FROM {quote(table)}{where}{order}{page}"
+        sql = f"SELECT {names} FROM {quote(table)}{where}{order_and_page(query)}"
         rows = await self._fetch(f"list {table}", sql, params)
         return [dict(zip(cols, row, strict=True)) for row in rows]
 

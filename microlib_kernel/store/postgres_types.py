@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..domain.types import ValueType
+from .sql_text import quote  # noqa: F401 - re-exported: the stores import it from here
 
 _SCALAR_SQL = {
     "string": "TEXT",
@@ -45,11 +46,6 @@ _CATALOG_NAME = {
 }
 # The array type each column's parameter is bound as (scalars psycopg adapts natively).
 _PARAM_ARRAY = {"string": "text", "integer": "bigint", "float": "float8", "boolean": "boolean"}
-
-
-def quote(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def sql_type(t: ValueType) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_serve_deploy import ORDERS, Served, microlib, start_serve, stop
+from tests.e2e.test_serve_deploy import microlib
+from tests.serve_support import ORDERS, Served, start_serve, stop
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,9 @@ Every process is a real subprocess on loopback, ended by PID; every wait is boun
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,63 +17,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serve_support import (
+    MICROLIB,
+    ORDERS,
+    Served,
+    creates_until_killed,
+    start_serve,
+    stop,
+)
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDERS = ROOT / "notebooks" / "orders_service.ipynb"
-MICROLIB = [sys.executable, "-m", "microlib_kernel.cli"]
-API = "/microlib/api"
-
-
-class Served:
-    """A `microlib serve` process and what it printed."""
-
-    def __init__(self, proc: subprocess.Popen[str], url: str, lines: list[str]) -> None:
-        self.proc = proc
-        self.url = url
-        self.lines = lines
-
-    @property
-    def api(self) -> str:
-        return self.url + API
-
-
-def start_serve(cwd: Path, *args: str, timeout: float = 90) -> Served:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [*MICROLIB, "serve", "--port", "0", "--no-progress", "--drain", "0.5", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    lines: list[str] = []
-    url = ""
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"serving (http://127\.0\.0\.1:\d+)", line)
-        if found:
-            url = found.group(1)
-        if "microlib: ready" in line or "not serving" in line:
-            break
-    if not url or not any("microlib: ready" in ln for ln in lines):
-        stop(proc)
-        raise AssertionError("microlib serve did not get ready:\n" + "".join(lines))
-    # Keep draining its output so the pipe never fills up.
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
-    return Served(proc, url, lines)
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> int:
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-    try:
-        return proc.wait(30)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def microlib(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -225,30 +178,7 @@ def test_sigterm_under_load_drains_without_failed_requests(workdir: Path, served
 
 def test_sigkill_during_creates_then_restart_keeps_every_acknowledged_create(workdir: Path) -> None:
     first = start_serve(workdir, "orders_service.ipynb")
-    acknowledged: list[str] = []
-    stop_load = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop_load.is_set():
-                try:
-                    r = client.post(
-                        f"{first.api}/models/orders",
-                        json={"customer_id": "k", "items": [{"price": 2}]},
-                    )
-                except httpx.HTTPError:
-                    return  # the server died
-                if r.status_code == 201:
-                    acknowledged.append(r.json()["id"])
-
-    threads = [threading.Thread(target=load) for _ in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(1.5)
-    stop(first.proc, signal.SIGKILL)
-    stop_load.set()
-    for t in threads:
-        t.join(15)
+    acknowledged = creates_until_killed(first)
     assert len(acknowledged) > 50
     second = start_serve(workdir, "orders_service.ipynb")
     try:

@@ -5,17 +5,14 @@ there, and SQL speaks PostgreSQL. Real processes on loopback, a throwaway databa
 from __future__ import annotations
 
 import shutil
-import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.test_serve_deploy import ORDERS, start_serve, stop
 from tests.pg_support import temporary_database
+from tests.serve_support import ORDERS, creates_until_killed, start_serve, stop
 
 pytestmark = pytest.mark.slow
 
@@ -30,30 +27,7 @@ def test_sigkill_during_creates_then_restart_on_postgres(pg_url: str, tmp_path: 
     shutil.copy(ORDERS, tmp_path / "orders_service.ipynb")
     args = ("--datasource", pg_url, "orders_service.ipynb")
     first = start_serve(tmp_path, *args)
-    acknowledged: list[str] = []
-    stop_load = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(timeout=10) as client:
-            while not stop_load.is_set():
-                try:
-                    r = client.post(
-                        f"{first.api}/models/orders",
-                        json={"customer_id": "k", "items": [{"price": 2}]},
-                    )
-                except httpx.HTTPError:
-                    return  # the server died
-                if r.status_code == 201:
-                    acknowledged.append(r.json()["id"])
-
-    threads = [threading.Thread(target=load) for _ in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(1.5)
-    stop(first.proc, signal.SIGKILL)
-    stop_load.set()
-    for t in threads:
-        t.join(15)
+    acknowledged = creates_until_killed(first)
     assert len(acknowledged) > 50
     second = start_serve(tmp_path, *args)
     try:

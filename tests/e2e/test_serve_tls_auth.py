@@ -5,12 +5,7 @@ Real subprocesses on loopback with a trustme CA; every wait is bounded.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -19,38 +14,12 @@ import trustme
 
 from microlib_kernel.client import HostClient
 from microlib_kernel.errors import Forbidden, Unauthorized
-from tests.e2e.test_serve_deploy import MICROLIB, ORDERS, microlib, stop
+from tests.e2e.test_serve_deploy import microlib
 from tests.integration.test_tls import tls_files
 from tests.jwt_support import SigningKey
+from tests.serve_support import ORDERS, start_serve, stop
 
 pytestmark = pytest.mark.slow
-
-
-def start_https(cwd: Path, *args: str, timeout: float = 90) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MICROLIB_CAFILE", None)
-    proc = subprocess.Popen(
-        [*MICROLIB, "serve", "--port", "0", "--no-progress", "--drain", "0.5", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines: list[str] = []
-    url = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        found = re.search(r"serving (https://127\.0\.0\.1:\d+)", line)
-        url = found.group(1) if found else url
-        if "microlib: ready" in line or "not serving" in line:
-            break
-    if not url or not any("microlib: ready" in ln for ln in lines):
-        stop(proc)
-        raise AssertionError("microlib serve did not get ready:\n" + "".join(lines))
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
-    return proc, url
 
 
 def test_https_jwt_serve_and_deploy_with_cafile(tmp_path: Path) -> None:
@@ -58,12 +27,14 @@ def test_https_jwt_serve_and_deploy_with_cafile(tmp_path: Path) -> None:
     certfile, keyfile, cafile = tls_files(trustme.CA(), tmp_path)
     key = SigningKey.rsa("ops")
     (tmp_path / "issuer.pem").write_bytes(key.public_pem())
-    proc, url = start_https(
+    served = start_serve(
         tmp_path,
         "orders_service.ipynb",
         "--certfile", certfile, "--keyfile", keyfile, "--cafile", cafile,
         "--jwt-key", "issuer.pem", "--auth-scopes", "write:*=clerk",
+        env={"MICROLIB_CAFILE": ""}, scheme="https",
     )  # fmt: skip
+    proc, url = served.proc, served.url
     try:
         # API calls need a JWT; its roles meet the scopes.
         with HostClient(url, key.token(["viewer"], aud=None, iss=None), verify=cafile) as c:
