@@ -88,12 +88,15 @@ class Bus(abc.ABC):
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._retry: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
         self._closed = False
         self.sent = 0
         self.received = 0
         self.dropped = 0
+        #: Messages were dropped from the outbox since the last reconnect.
+        self.lost = False
 
     # -- what hosts use ----------------------------------------------------------------
 
@@ -147,11 +150,12 @@ class Bus(abc.ABC):
         if self._closed:
             return
         if len(self._outbox) >= self._outbox_limit:
-            # A bus down for very long: the oldest invalidations go. Hosts read through
-            # while the bus is down and clear their caches when it returns, so dropping
-            # them costs nothing but the counter.
+            # A bus down for very long: the oldest messages go. The other hosts may
+            # still trust their caches (only our link may be down), so once we are back
+            # they are told to drop everything (see ``lost``).
             self._outbox.popleft()
             self.dropped += 1
+            self.lost = True
         self._outbox.append(BusMessage(topic, id, origin, data))
         self._wake_sender()
 
@@ -185,7 +189,7 @@ class Bus(abc.ABC):
         if self._connected:
             await self.flush(2.0)
         self._closed = True
-        for task in (self._sender, self._retry):
+        for task in (self._sender, self._retry, self._probe):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -244,12 +248,38 @@ class Bus(abc.ABC):
                 message = self._outbox[0]
                 try:
                     await self._send(message)
-                except Exception as exc:  # stays queued; resent on reconnect
+                except Exception as exc:  # stays queued; resent when the bus takes it
                     log.warning("bus publish failed (kept in the outbox): %s", exc)
                     self._set_connected(False)
+                    self._probe = asyncio.get_running_loop().create_task(self._probe_later())
                     break
-                self._outbox.popleft()
+                if self._outbox and self._outbox[0] is message:
+                    self._outbox.popleft()  # (unless the limit dropped it meanwhile)
                 self.sent += 1
+
+    async def _probe_later(self, wait: float = 0.5) -> None:
+        """After a failed publish on a live connection, try again until the bus takes it.
+
+        A publish can fail while the connection stays up (a JetStream timeout): no
+        reconnect event will come, so this is what brings the link back.
+        """
+        while not self._closed and not self._connected:
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
+            if not self._outbox or not await self._alive():
+                continue
+            try:
+                await self._send(self._outbox[0])
+            except Exception as exc:
+                log.debug("bus %s still refuses publishes: %s", redact(self.url), exc)
+                continue
+            self._outbox.popleft()
+            self.sent += 1
+            self._set_connected(True)
+
+    async def _alive(self) -> bool:
+        """Whether the connection itself is up (adapters with one say so)."""
+        return False
 
     @abc.abstractmethod
     async def _connect(self) -> None:

@@ -133,6 +133,9 @@ class NatsBus(Bus):
             timeout=2.0,
         )
 
+    async def _alive(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_connected)
+
     async def _disconnect(self) -> None:
         for sub in self._subs:
             try:

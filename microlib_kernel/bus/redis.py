@@ -81,6 +81,12 @@ class RedisStreamsBus(Bus):
             self.key, {"m": message.encode()}, maxlen=self.maxlen, approximate=True
         )
 
+    async def _alive(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
     async def _disconnect(self) -> None:
         if self._reader is not None:
             self._reader.cancel()

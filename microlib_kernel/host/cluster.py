@@ -182,6 +182,11 @@ class ClusterLink:
         if message.origin == self.node:
             return
         data = message.data
+        if data.get("all"):
+            # The sender lost invalidations (its outbox overflowed): nothing cached here
+            # can be trusted to be current.
+            self.host.cache.resume()
+            return
         table, id = data.get("table"), data.get("id")
         if not isinstance(table, str) or not isinstance(id, str):
             log.warning("ignored a change message without table/id: %s", message.id)
@@ -223,6 +228,9 @@ class ClusterLink:
             # Writes made while we were deaf are in the datasource, not in our cache;
             # deploys made meanwhile are in the shared log.
             self.host.cache.resume()
+            if self.bus.lost:
+                self.bus.lost = False
+                self.bus.publish("changes", new_id(), self.node, {"all": True})
             self.host.ports.spawn(self.host.caught_up())
         else:
             self.host.cache.suspend()

@@ -171,10 +171,11 @@ class Host:
         self.ports = PortRunner(self)
         self.relations = RelationResolver(self)
         #: Models other hosts serve (``remote_models``), by lower-case name.
-        self.remotes: dict[str, RemoteModel] = self._remote_models()
+        self.remotes: dict[str, RemoteModel] = {}
         self.deployment_log: DeploymentLog | None = None
         self.restore_report = RestoreReport()
         try:
+            self.remotes = self._remote_models()
             self.deployment_log = open_deployment_log(settings.datasource, settings)
             # Restart safety: what was deployed before serves again, as it was.
             records = self.deployment_log.load()
@@ -361,7 +362,12 @@ class Host:
                     ) from None
             try:
                 if shared:
-                    await self._catch_up()
+                    try:
+                        await self._catch_up()
+                    except DatasourceError as exc:
+                        raise ServiceUnavailable(
+                            f"cannot deploy now: {exc.message}; nothing was changed, try again"
+                        ) from None
                 before = self._log_seq
                 yield
                 if self.cluster is not None and self._log_seq > before:

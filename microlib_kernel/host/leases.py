@@ -50,6 +50,10 @@ class FlowLeases:
         self._holds: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._finished: Callable[[str], Awaitable[bool]] = _always_finished
+        self._mine: Callable[[str], bool] = _any_key
+        # Releases in flight: an acquire of the same key waits for the DELETE first, so
+        # the DELETE can never remove the lease that acquire is about to take.
+        self._releasing: dict[str, asyncio.Future[None]] = {}
         self.taken_over = 0
         self.lost = 0
 
@@ -57,14 +61,18 @@ class FlowLeases:
         self,
         on_orphan: Callable[[str], Awaitable[None]],
         finished: Callable[[str], Awaitable[bool]],
+        mine: Callable[[str], bool] = lambda key: True,
     ) -> None:
         """Renew our leases and take over expired ones (only for a shared store).
 
         Args:
             on_orphan: resumes the flow of a key taken over from a dead host.
             finished: whether a key's flow has nothing left to run (then it is released).
+            mine: whether this host can run a key's flow at all (it serves the model);
+                other hosts' keys are left for a host that does.
         """
         self._finished = finished
+        self._mine = mine
         if not self.shared:
             return
         loop = asyncio.get_running_loop()
@@ -75,6 +83,9 @@ class FlowLeases:
 
     async def acquire(self, key: str) -> bool:
         """Hold ``key`` (again); ``False`` when a live host owns it."""
+        releasing = self._releasing.get(key)
+        if releasing is not None:
+            await asyncio.shield(releasing)
         if key in self._holds:
             self._holds[key] += 1
             return True
@@ -90,7 +101,9 @@ class FlowLeases:
         it takes its hold first, and keep the lease while the flow still has a step to
         run (if this host dies before that step, the lease is how another host finds it).
         """
-        count = self._holds.get(key, 0) - 1
+        if key not in self._holds:
+            return  # lost to another host meanwhile (see _renew_loop): not ours to release
+        count = self._holds[key] - 1
         if count > 0:
             self._holds[key] = count
             return
@@ -108,10 +121,15 @@ class FlowLeases:
             if self._holds.get(key) != 0:
                 return
             del self._holds[key]
+            released = asyncio.get_running_loop().create_future()
+            self._releasing[key] = released
             try:
                 await self.store.release(key, self.node)
             except Exception as exc:  # it expires by itself; a reaper finds nothing to do
                 log.warning("could not release the lease on %s: %s", key, exc)
+            finally:
+                del self._releasing[key]
+                released.set_result(None)
         else:
             del self._holds[key]
 
@@ -158,6 +176,8 @@ class FlowLeases:
             for key in keys:
                 if key in self._holds:
                     continue  # ours: a renewal failed (the datasource was down); it renews
+                if not self._mine(key):
+                    continue  # a model this host does not serve: a host that does takes it
                 try:
                     if not await self.acquire(key):
                         continue  # another host was faster
@@ -175,4 +195,8 @@ class FlowLeases:
 
 
 async def _always_finished(key: str) -> bool:
+    return True
+
+
+def _any_key(key: str) -> bool:
     return True

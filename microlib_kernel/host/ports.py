@@ -97,7 +97,12 @@ class PortRunner:
 
     def start(self) -> None:
         """Start renewing leases and taking over dead hosts' flows (on the host loop)."""
-        self.leases.start(self.orchestrator.resume_key, self._finished)
+        self.leases.start(self.orchestrator.resume_key, self._finished, self._serves)
+
+    def _serves(self, key: str) -> bool:
+        """Whether this host publishes the model of a lease key (``endpoint/id``)."""
+        entry = self.host.registry.by_endpoint(key.partition("/")[0])
+        return entry is not None and entry.published
 
     @contextlib.asynccontextmanager
     async def owning(self, endpoint: str, id: str) -> AsyncIterator[None]:
@@ -317,7 +322,16 @@ class PortRunner:
         level = logging.WARNING if event is not None else logging.INFO
         try:
             async with self.owning(mv.spec.endpoint, instance.id):
-                current = await self.host.repository(mv.spec.endpoint).get(mv, instance.id)
+                repo = self.host.repository(mv.spec.endpoint)
+                if not repo.store.exclusive:
+                    # Other hosts write this table: the cached copy may predate a port
+                    # they completed (their invalidation can arrive after their event).
+                    repo.forget(instance.id)
+                current = await repo.get(mv, instance.id)
+                if event is not None and (
+                    spec.name in current.port_flow or current.compensation is not None
+                ):
+                    return current  # done (or compensated) already, maybe elsewhere
                 return await self.executor.run(
                     mv, current, spec, args, kwargs, event=event, protect=protect
                 )

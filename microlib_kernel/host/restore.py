@@ -252,6 +252,11 @@ async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> R
             note = host.apply_restored_state(state)
             if note:
                 report.notes.append(note)
+            entry = host.registry.find(state.name)
+            if entry is not None:
+                # The other host may have migrated the rows (migrate() runs where the
+                # deploy runs): copies cached here from before are not current.
+                host.cache.clear(entry.endpoint)
     (log.error if report.failed else log.info)(
         "caught up with %d deployment record(s) from other hosts: %s",
         len(new),

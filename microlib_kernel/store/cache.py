@@ -63,7 +63,9 @@ class InstanceCache:
         """
         key = (table, id)
         self._data.pop(key, None)
-        self._floors[key] = float("inf") if revision is None else revision
+        floor = float("inf") if revision is None else revision
+        # Messages can arrive late or twice (replays): a floor never goes down.
+        self._floors[key] = max(self._floors.get(key, floor), floor)
         self._floors.move_to_end(key)
         while len(self._floors) > max(self.size, 1000):
             self._floors.popitem(last=False)

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS {_TABLE} (
 """
 #: The advisory lock key of deploys (any constant: it names the lock in this database).
 _DEPLOY_LOCK = 0x6D6963726F6C6962  # "microlib"
+#: Seconds a host waits for another host's deploy to finish.
+_LOCK_WAIT = 60.0
 _COLUMNS = "seq, time, kind, names, versions, endpoints, weights, source, who"
 
 
@@ -58,8 +60,15 @@ class PostgresDeploymentLog(DeploymentLog):
         self._con: Any = None
         self._deploy_con: Any = None
         self._closed = False
+
+        def create(con: Any) -> None:
+            # Hosts starting together would race on CREATE TABLE IF NOT EXISTS.
+            with con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(%s)", (_DEPLOY_LOCK + 1,))
+                con.execute(_SCHEMA)
+
         with self._lock:
-            self._run(lambda con: con.execute(_SCHEMA))
+            self._run(create)
 
     def describe(self) -> str:
         return f"postgresql: {_TABLE}"
@@ -82,14 +91,22 @@ class PostgresDeploymentLog(DeploymentLog):
 
         if self._closed:
             raise DatasourceError("the PostgreSQL deployment log is closed")
-        if self._con is None or self._con.closed:
-            self._con = self._connect()
-        try:
-            return job(self._con)
-        except psycopg.Error as exc:
-            if self._con.broken or self._con.closed:
+        for attempt in (1, 2):
+            if self._con is None or self._con.closed:
+                self._con = self._connect()
+            try:
+                return job(self._con)
+            except psycopg.OperationalError as exc:
+                # A connection the server dropped (a restart, an idle timeout): the
+                # job never committed, so one retry on a new connection is safe.
                 self._con = None
-            raise DatasourceError(f"the deployment log's database refused it: {exc}") from None
+                if attempt == 2:
+                    raise DatasourceError(f"the deployment log's database: {exc}") from None
+            except psycopg.Error as exc:
+                if self._con.broken or self._con.closed:
+                    self._con = None
+                raise DatasourceError(f"the deployment log's database refused it: {exc}") from None
+        raise AssertionError("unreachable")
 
     def append(self, record: DeploymentRecord) -> DeploymentRecord:
         params = record.row()
@@ -126,10 +143,15 @@ class PostgresDeploymentLog(DeploymentLog):
 
         con = self._connect()
         try:
+            # A holder that hangs must not hang every host's deploys with it.
+            con.execute(f"SET lock_timeout = '{int(_LOCK_WAIT * 1000)}ms'")
             con.execute("SELECT pg_advisory_lock(%s)", (_DEPLOY_LOCK,))
         except psycopg.Error as exc:
             con.close()
-            raise DatasourceError(f"cannot take the cluster's deploy lock: {exc}") from None
+            raise DatasourceError(
+                f"cannot take the cluster's deploy lock (another host has held it for "
+                f"{_LOCK_WAIT:g} s, or the database refused): {str(exc).strip()}"
+            ) from None
         self._deploy_con = con
 
     def unlock(self) -> None:

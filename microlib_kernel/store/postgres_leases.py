@@ -50,7 +50,10 @@ class PostgresLeases(LeaseStore):
     async def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             if not self._ready:
-                await conn.execute(_CREATE)
+                # Hosts starting together would race on CREATE TABLE IF NOT EXISTS.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('microlib_leases'))")
+                    await conn.execute(_CREATE)
                 self._ready = True
             cur = await conn.execute(sql, params)
             return list(await cur.fetchall()) if cur.description else []

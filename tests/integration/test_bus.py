@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -222,3 +223,19 @@ def test_nats_outage_and_recovery() -> None:
         a.close()
         b.close()
         _drop_cluster(NATS_URL, name)
+
+
+def test_a_host_that_lost_invalidations_clears_the_others_caches() -> None:
+    url = f"memory://{uuid.uuid4().hex}"
+    a = _host(url, "c", "a")
+    b = _host(url, "c", "b")
+    try:
+        assert a.cluster is not None and b.cluster is not None
+        b.cache.put("orders", "o1", SimpleNamespace(revision=1))
+        a.cluster.bus.lost = True  # its outbox overflowed while it was cut off
+        a.loop.loop.call_soon_threadsafe(a.cluster._on_bus_state, True)
+        wait_until(lambda: len(b.cache) == 0, 5, "b dropping its cache")
+        assert a.cluster.bus.lost is False
+    finally:
+        a.close()
+        b.close()

@@ -145,3 +145,10 @@ def test_remote_models_setting_is_checked() -> None:
     }
     with pytest.raises(MicrolibError, match="Name=http"):
         parse_remote_models("Customer=ftp://x")
+
+
+def test_a_bad_setting_leaves_nothing_open(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path}/data.duckdb"
+    with pytest.raises(MicrolibError, match="Name=http"):
+        Host(settings=Settings.load(cwd=tmp_path, env={}, datasource=url, remote_models="x"))
+    Host(settings=Settings.load(cwd=tmp_path, env={}, datasource=url)).close()  # not locked

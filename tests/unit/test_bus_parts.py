@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 
-from microlib_kernel.bus import BusMessage, create_bus, redact
+from microlib_kernel.bus import Bus, BusMessage, create_bus, redact
 from microlib_kernel.errors import MicrolibError
 from microlib_kernel.host.cluster import SeenIds, patterns
 from microlib_kernel.store.cache import InstanceCache
@@ -88,3 +89,60 @@ def test_a_suspended_cache_reads_through_and_resumes_empty() -> None:
     assert len(cache) == 0
     cache.put("orders", "o2", _inst(1))
     assert cache.get("orders", "o2") is not None
+
+
+def test_a_floor_never_goes_down() -> None:
+    cache = InstanceCache(10)
+    cache.invalidate("orders", "o1", None)  # deleted
+    cache.invalidate("orders", "o1", 3)  # a late message about an older write
+    cache.put("orders", "o1", _inst(3))
+    assert cache.get("orders", "o1") is None
+
+
+class FlakyBus(Bus):
+    """A bus whose connection stays up while its first publishes fail (a timeout)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__("flaky://", outbox_limit=3)
+        self.failures = failures
+        self.delivered: list[str] = []
+
+    async def _connect(self) -> None:
+        self._set_connected(True)
+
+    async def _send(self, message: BusMessage) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("no acknowledgement")
+        self.delivered.append(message.id)
+
+    async def _alive(self) -> bool:
+        return True
+
+    async def _disconnect(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_failed_publish_on_a_live_connection_recovers() -> None:
+    bus = FlakyBus(failures=2)
+    states: list[bool] = []
+    bus.on_state(states.append)
+    await bus.open()
+    bus.publish("changes", "m1", "a", {})
+    bus.publish("changes", "m2", "a", {})
+    for _ in range(100):
+        if bus.delivered == ["m1", "m2"]:
+            break
+        await asyncio.sleep(0.05)
+    assert bus.delivered == ["m1", "m2"] and bus.connected
+    assert states[:2] == [True, False] and states[-1] is True
+    await bus.close()
+
+
+@pytest.mark.anyio
+async def test_an_overflowing_outbox_remembers_it_lost_messages() -> None:
+    bus = FlakyBus(failures=0)
+    for n in range(5):  # never opened: nothing is sent
+        bus.publish("changes", f"m{n}", "a", {})
+    assert bus.backlog == 3 and bus.dropped == 2 and bus.lost

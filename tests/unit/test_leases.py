@@ -91,3 +91,33 @@ async def test_a_host_alone_stores_nothing() -> None:
     assert await leases.acquire("orders/1")
     await leases.done("orders/1")
     assert leases.held == [] and await store.expired() == [] and store._leases == {}
+
+
+async def test_a_lost_lease_is_not_taken_back_by_a_late_done() -> None:
+    store = LocalLeases(Clock())
+    leases = _leases(store, finished=True)
+    await leases.acquire("orders/1")
+    leases._holds.pop("orders/1")  # what the renewal does when another host took it
+    await leases.done("orders/1")
+    assert leases.held == []
+    await leases.close()
+
+
+async def test_an_acquire_waits_for_a_release_in_flight() -> None:
+    clock = Clock()
+
+    class SlowRelease(LocalLeases):
+        async def release(self, key: str, owner: str) -> None:
+            await asyncio.sleep(0.05)
+            await super().release(key, owner)
+
+    store = SlowRelease(clock)
+    leases = _leases(store, finished=True)
+    await leases.acquire("orders/1")
+    done = asyncio.create_task(leases.done("orders/1"))
+    await asyncio.sleep(0.01)  # the DELETE is under way
+    assert await leases.acquire("orders/1")
+    await done
+    # The new hold's lease is in the store: the earlier release did not remove it.
+    assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
