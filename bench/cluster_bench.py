@@ -8,9 +8,10 @@
 * **Deploy propagation**: ``POST /deploy`` of a new Order version to one host, then
   ``GET /config`` on the others until all serve it; the baseline is the deploy itself.
 * **What three hosts on two cores can show**: GET by id at c=32 through HAProxy in front
-  of all three, against one host directly. The machine has two cores shared by the load
-  generator, HAProxy, PostgreSQL, NATS and the hosts, so this measures the overhead of
-  the cluster, not scaling: scaling needs more machines (see the README).
+  of all three, against one host directly. One host is one Python process (one core's
+  worth of Python under the GIL); three can use both cores, but the load generator,
+  HAProxy, PostgreSQL and NATS share them too, so this is not a scaling curve: that needs
+  more machines (see the README).
 
 Run: ``.venv/bin/python bench/cluster_bench.py [--quick]``. Needs PostgreSQL and NATS
 (``MICROLIB_BENCH_POSTGRES``, ``MICROLIB_BENCH_NATS``); HAProxy (Debian) for the last
@@ -247,8 +248,8 @@ def run(quick: bool) -> list[Result]:
                 spread=lb["lb_spread"],
                 baseline_spread=lb["one_spread"],
                 command=COMMAND + flag,
-                notes=f"load by {lb['client']}; on 2 shared cores more hosts cannot add "
-                "throughput: this is the cost of the extra hop and processes",
+                notes=f"load by {lb['client']}; 2 cores shared by wrk, HAProxy, PostgreSQL, "
+                "NATS and the hosts: not a scaling curve",
             )
         )
     return results
