@@ -85,8 +85,13 @@ class PostgresDeploymentLog(DeploymentLog):
         except psycopg.Error as exc:
             raise DatasourceError(f"cannot reach the deployment log's database: {exc}") from None
 
-    def _run(self, job: Any) -> Any:
-        """Run ``job(connection)``; a broken connection is dropped (the next call reconnects)."""
+    def _run(self, job: Any, *, retry: bool = False) -> Any:
+        """Run ``job(connection)``; a broken connection is dropped (the next call reconnects).
+
+        With ``retry`` (reads only), a connection the server dropped (a restart, an idle
+        timeout) is replaced and the job run once more. Appends are never retried: a
+        COMMIT whose answer was lost may have committed.
+        """
         import psycopg
 
         if self._closed:
@@ -96,16 +101,14 @@ class PostgresDeploymentLog(DeploymentLog):
                 self._con = self._connect()
             try:
                 return job(self._con)
-            except psycopg.OperationalError as exc:
-                # A connection the server dropped (a restart, an idle timeout): the
-                # job never committed, so one retry on a new connection is safe.
-                self._con = None
-                if attempt == 2:
-                    raise DatasourceError(f"the deployment log's database: {exc}") from None
             except psycopg.Error as exc:
-                if self._con.broken or self._con.closed:
+                broken = self._con.broken or self._con.closed
+                if broken:
                     self._con = None
-                raise DatasourceError(f"the deployment log's database refused it: {exc}") from None
+                if not (retry and broken and attempt == 1):
+                    raise DatasourceError(
+                        f"the deployment log's database refused it: {exc}"
+                    ) from None
         raise AssertionError("unreachable")
 
     def append(self, record: DeploymentRecord) -> DeploymentRecord:
@@ -128,7 +131,8 @@ class PostgresDeploymentLog(DeploymentLog):
     def load(self) -> list[DeploymentRecord]:
         with self._lock:
             rows = self._run(
-                lambda con: con.execute(f"SELECT {_COLUMNS} FROM {_TABLE} ORDER BY seq").fetchall()
+                lambda con: con.execute(f"SELECT {_COLUMNS} FROM {_TABLE} ORDER BY seq").fetchall(),
+                retry=True,
             )
         return [_record(row) for row in rows]
 

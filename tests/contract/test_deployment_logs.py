@@ -237,6 +237,10 @@ def test_a_postgres_log_reconnects_after_its_connection_is_killed(pg_url: str) -
             log.append(model_record("1.0.1"))  # the answer is an error (503 upstream)
         assert log.append(model_record("1.0.1")).seq == 2  # the next one reconnects
         assert [r.versions for r in log.load()] == [("1.0.0",), ("1.0.1",)]
+        # A read (catching up, restoring) retries once on a new connection at once.
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [log._con.info.backend_pid])
+        assert [r.versions for r in log.load()] == [("1.0.0",), ("1.0.1",)]
     finally:
         log.close()
     with pytest.raises(DatasourceError, match="closed"):
