@@ -696,6 +696,10 @@ class Host:
         migrate = mv.cls.migrate  # type: ignore[attr-defined]
         ops = []
         for record in await repo.store.records(repo.table):
+            if record.get("version") == mv.version:
+                # Migrated already, by an attempt whose deployment record was refused
+                # (503, retried under the same version number): migrate once only.
+                continue
             try:
                 new = migrate(repo.codec.stored_values(dict(record)))
                 if inspect.isawaitable(new):

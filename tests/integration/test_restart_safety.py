@@ -14,6 +14,7 @@ import pytest
 
 from microlib_kernel import Host
 from microlib_kernel.config import Settings
+from microlib_kernel.errors import DatasourceError
 from microlib_kernel.store.deployments import MemoryDeploymentLog
 from tests.models import make_models
 
@@ -299,3 +300,39 @@ def test_an_endpoint_taken_over_after_an_unpublish_is_restored(tmp_path: Path) -
         assert api.host.restore_report.ok and api.state() == before
         got = api.ok(api.client.get(f"/models/drafts/{draft['id']}"))
         assert got["body"] == "" and "text" not in got  # served by Memo, not Draft
+
+
+def test_a_migration_retried_after_a_refused_record_runs_once(tmp_path: Path) -> None:
+    from microlib_kernel.errors import ServiceUnavailable
+    from microlib_kernel.store.deployments import DeploymentRecord
+
+    v1 = "from microlib_kernel import Model\n\nclass Meter(Model, endpoint='meters'):\n    n: int\n"
+    v2 = v1.replace("    n: int\n", "    n: int\n    unit: str\n") + (
+        "\n    @classmethod\n    def migrate(cls, record):\n"
+        "        return {**record, 'n': record['n'] * 10, 'unit': 'x10'}\n"
+    )
+    host = Host(settings=Settings.load(cwd=tmp_path, env={}, datasource="duckdb:///m.duckdb"))
+    try:
+        host.publish(v1)
+        meter = host.model("Meter")
+        for n in (1, 2):
+            host.loop.run(meter.create(n=n))
+        log = host.deployment_log
+        assert log is not None
+        real = log.append
+        calls: list[DeploymentRecord] = []
+
+        def refuse_once(record: DeploymentRecord) -> DeploymentRecord:
+            calls.append(record)
+            if len(calls) == 1:
+                raise DatasourceError("disk full")
+            return real(record)
+
+        log.append = refuse_once  # type: ignore[method-assign]
+        with pytest.raises(ServiceUnavailable, match="nothing was changed"):
+            host.publish(v2)
+        host.publish(v2)  # the retry: the same version number
+        rows = host.sql("SELECT n, unit FROM meters ORDER BY n").rows
+        assert rows == [(10, "x10"), (20, "x10")]
+    finally:
+        host.close()
