@@ -23,6 +23,7 @@ import functools
 import inspect
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -354,8 +355,14 @@ class Host:
             log_ = self.deployment_log
             shared = log_ is not None and log_.shared
             if log_ is not None and shared:
+                locking = asyncio.ensure_future(asyncio.to_thread(log_.lock))
                 try:
-                    await asyncio.to_thread(log_.lock)
+                    # Shielded: if this deploy is cancelled while it waits (the server
+                    # stops), the lock still lands in the worker thread; give it back then.
+                    await asyncio.shield(locking)
+                except asyncio.CancelledError:
+                    locking.add_done_callback(lambda t: _unlock_if_taken(t, log_))
+                    raise
                 except DatasourceError as exc:
                     raise ServiceUnavailable(
                         f"cannot deploy now: {exc.message}; nothing was changed, try again"
@@ -996,6 +1003,12 @@ class Host:
     def api_url(self) -> str | None:
         """The API base URL (``url`` + ``api_root``) once serving."""
         return f"{self.url}{self.settings.api_root}" if self.url else None
+
+
+def _unlock_if_taken(locking: asyncio.Future[None], log_: DeploymentLog) -> None:
+    """Release a cluster deploy lock whose waiter was cancelled, once it was taken."""
+    if not locking.cancelled() and locking.exception() is None:
+        threading.Thread(target=log_.unlock, name="microlib-unlock", daemon=True).start()
 
 
 def column_defaults(entry: ModelEntry | None, mv: ModelVersion) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,40 @@ def test_a_host_that_missed_announcements_catches_up_before_deploying(
         finally:
             a.close()
             b.close()
+
+
+def test_a_deploy_cancelled_while_waiting_for_the_cluster_lock_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    import psycopg
+
+    from microlib_kernel.store.deployments_postgres import _DEPLOY_LOCK
+
+    with temporary_database() as url:
+        host = Host(settings=Settings.load(cwd=tmp_path, env={}, datasource=url, node="a"))
+        try:
+            with psycopg.connect(url, autocommit=True) as other:
+                other.execute("SELECT pg_advisory_lock(%s)", (_DEPLOY_LOCK,))  # a deploy elsewhere
+
+                async def deploy_with_deadline() -> None:
+                    await asyncio.wait_for(host.publish_async(SOURCE.format(extra="")), 0.5)
+
+                with pytest.raises(TimeoutError):
+                    host.loop.run(deploy_with_deadline())
+                other.execute("SELECT pg_advisory_unlock(%s)", (_DEPLOY_LOCK,))
+
+                def held_elsewhere() -> bool:
+                    rows = other.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    ).fetchone()
+                    return bool(rows and rows[0])
+
+                # The waiting thread gets the lock once it is free, and gives it back.
+                time.sleep(0.5)
+                wait_until(lambda: not held_elsewhere(), 10, "the lock given back")
+            assert host.registry.find("Ticket") is None  # the cancelled deploy did nothing
+            host.publish(SOURCE.format(extra=""))  # and the next one is not blocked
+        finally:
+            host.close()
