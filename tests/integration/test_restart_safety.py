@@ -112,7 +112,7 @@ def served(tmp_path: Path, url: str | None = None) -> Iterator[Api]:
 
 def deploy_everything(api: Api) -> list[str]:
     """Module, adapter, three Order versions (one pinned), routes 90/10, a rollback, an
-    unpublish; returns the ids of 100 orders."""
+    unpublish; returns the ids of 150 orders (at 90/10, all on one version: 0.9**150)."""
     api.ok(api.deploy(MODULE, kind="module", name="pricing"), 201)
     api.ok(api.deploy("def note(order):\n    return None\n", kind="adapter", name="audit"), 201)
     assert api.ok(api.deploy(order("v1")), 201)["published"][0]["version"] == "1.0.0"
@@ -128,7 +128,7 @@ def deploy_everything(api: Api) -> list[str]:
     api.ok(api.deploy(DRAFT), 201)
     api.ok(api.client.delete("/deploy/draft"))
     return [
-        api.ok(api.client.post("/models/orders", json={"total": i}), 201)["id"] for i in range(40)
+        api.ok(api.client.post("/models/orders", json={"total": i}), 201)["id"] for i in range(150)
     ]
 
 
