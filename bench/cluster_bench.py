@@ -172,6 +172,25 @@ def through_haproxy(hosts: list[Serve], folder: Path, rounds: int, duration: flo
         proc.wait(10)
 
 
+def drop_stream(cluster: str) -> None:
+    """Delete the run's JetStream stream (the hosts made it; nothing else uses it)."""
+    import asyncio
+
+    import nats
+
+    async def drop() -> None:
+        nc = await nats.connect(NATS, connect_timeout=2)
+        try:
+            await nc.jetstream().delete_stream(f"MICROLIB_{cluster.upper()}")
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(drop())
+    except Exception as exc:  # a stream that was never made, or NATS went away
+        print(f"could not delete the NATS stream of {cluster}: {exc}", file=sys.stderr)
+
+
 def run(quick: bool) -> list[Result]:
     import psycopg
 
@@ -209,6 +228,7 @@ def run(quick: bool) -> list[Result]:
         os.environ.pop("MICROLIB_NODE", None)
         with psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        drop_stream(cluster)
         shutil.rmtree(folder, ignore_errors=True)
     results = [
         Result(
