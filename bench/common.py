@@ -56,6 +56,33 @@ class Result:
         return {**asdict(self), "ratio": self.ratio, "met": self.met}
 
 
+def compared(
+    name: str,
+    metric: str,
+    unit: str,
+    values: list[float],
+    base: list[float],
+    baseline: str,
+    command: str,
+    scale: float = 1.0,
+) -> Result:
+    """A lower-is-better :class:`Result` from two samples (medians, min–max spreads)."""
+    v, s = median_spread([x * scale for x in values])
+    b, bs = median_spread([x * scale for x in base])
+    return Result(
+        scenario=name,
+        metric=metric,
+        value=v,
+        unit=unit,
+        baseline=baseline,
+        baseline_value=b,
+        higher_is_better=False,
+        spread=s,
+        baseline_spread=bs,
+        command=command,
+    )
+
+
 def median_spread(values: list[float]) -> tuple[float, tuple[float, float]]:
     return statistics.median(values), (min(values), max(values))
 

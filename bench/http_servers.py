@@ -145,20 +145,19 @@ def _writer(kind: str, folder: Path) -> Any:
     raise SystemExit(f"unknown server kind {kind!r}")
 
 
-def serve_baseline(kind: str, folder: Path) -> None:
-    """uvicorn binds the port itself, as ``uvicorn.run(app, port=0)`` would."""
+def serve_app(app: Any, *, lifespan: str = "off", on_term: bool = False) -> None:
+    """Serve ``app`` on a free port, print its URL, stop when stdin closes (or SIGTERM).
+
+    uvicorn binds the port itself, as ``uvicorn.run(app, port=0)`` would.
+    """
     import asyncio
+    import signal
 
     import uvicorn
 
     config = uvicorn.Config(
-        baseline_app(kind, folder),
-        host="127.0.0.1",
-        port=0,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
+        app, host="127.0.0.1", port=0, lifespan=lifespan, log_level="warning", access_log=False
+    )  # fmt: skip
     server = uvicorn.Server(config)
 
     def stop() -> None:
@@ -175,7 +174,13 @@ def serve_baseline(kind: str, folder: Path) -> None:
         await task
 
     _wait_for_stdin_close(stop)
+    if on_term:
+        signal.signal(signal.SIGTERM, lambda *_: stop())
     asyncio.run(run())
+
+
+def serve_baseline(kind: str, folder: Path) -> None:
+    serve_app(baseline_app(kind, folder))
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_servers import ROOT, _wait_for_stdin_close
+from http_servers import ROOT, _wait_for_stdin_close, serve_app
 
 
 def serve_host(datasource: str) -> None:
@@ -119,31 +119,7 @@ def starlette_pg_app(url: str) -> Any:
 
 
 def serve_starlette_pg(url: str) -> None:
-    import asyncio
-
-    import uvicorn
-
-    config = uvicorn.Config(
-        starlette_pg_app(url), host="127.0.0.1", port=0, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-
-    def stop() -> None:
-        server.should_exit = True
-
-    async def run() -> None:
-        task = asyncio.create_task(server.serve())
-        for _ in range(1000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"http://127.0.0.1:{port}", flush=True)
-        await task
-
-    _wait_for_stdin_close(stop)
-    signal.signal(signal.SIGTERM, lambda *_: stop())
-    asyncio.run(run())
+    serve_app(starlette_pg_app(url), lifespan="auto", on_term=True)
 
 
 def main() -> None:

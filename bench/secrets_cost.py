@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Result, median_spread
+from common import Result, compared
 
 from microlib_kernel import Host, Model, Secret, relation
 
@@ -107,20 +107,7 @@ def run(quick: bool = False) -> list[Result]:
         host.close()
 
     def result(name, metric, unit, values, base, baseline, scale=1.0) -> Result:
-        v, s = median_spread([x * scale for x in values])
-        b, bs = median_spread([x * scale for x in base])
-        return Result(
-            scenario=name,
-            metric=metric,
-            value=v,
-            unit=unit,
-            baseline=baseline,
-            baseline_value=b,
-            higher_is_better=False,
-            spread=s,
-            baseline_spread=bs,
-            command=COMMAND,
-        )
+        return compared(name, metric, unit, values, base, baseline, COMMAND, scale)
 
     return [
         result(

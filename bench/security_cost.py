@@ -22,26 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Result, median_spread
+from common import Result, compared
 
 COMMAND = "python bench/security_cost.py"
 
 
 def _result(name: str, metric: str, unit: str, values, base, baseline: str) -> Result:
-    v, s = median_spread(values)
-    b, bs = median_spread(base)
-    return Result(
-        scenario=name,
-        metric=metric,
-        value=v,
-        unit=unit,
-        baseline=baseline,
-        baseline_value=b,
-        higher_is_better=False,
-        spread=s,
-        baseline_spread=bs,
-        command=COMMAND,
-    )
+    return compared(name, metric, unit, values, base, baseline, COMMAND)
 
 
 def run(quick: bool = False) -> list[Result]:

@@ -88,3 +88,16 @@ def create_order(api: httpx.Client, **data: Any) -> dict[str, Any]:
     assert r.status_code == 201, r.text
     result: dict[str, Any] = r.json()
     return result
+
+
+def fuzz_settings(max_examples: int) -> Any:
+    """Hypothesis settings of the API fuzz tests: repeatable, no deadline, no database."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.http_support import Served, serve_host
+from tests.http_support import Served, fuzz_settings, serve_host
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +60,7 @@ def fuzz(served: Served, max_examples: int, modes: tuple[Any, ...]) -> tuple[int
             continue
         for mode in modes:
 
-            @settings(
-                max_examples=max_examples,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
+            @fuzz_settings(max_examples)
             @given(case=operation.as_strategy(generation_mode=mode))
             def run(case: Any) -> None:
                 nonlocal sent

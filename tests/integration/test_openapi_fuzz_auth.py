@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from tests.http_support import Served, serve_host
+from tests.http_support import Served, fuzz_settings, serve_host
 from tests.integration.test_openapi_fuzz import CHECKS
 from tests.jwt_support import AUDIENCE, ISSUER, SigningKey, jwks_server
 
@@ -82,13 +82,7 @@ def _runner(
     statuses: list[tuple[str, int]] | None,
     sent: list[int],
 ) -> Any:
-    @settings(
-        max_examples=max_examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(max_examples)
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
         sent[0] += 1
