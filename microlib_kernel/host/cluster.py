@@ -26,6 +26,7 @@ import fnmatch
 import logging
 import os
 import socket
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..bus.base import Bus, BusMessage
@@ -33,8 +34,13 @@ from ..domain.events import Event
 from ..domain.ids import new_id
 
 if TYPE_CHECKING:
-    from .host import Host
+    from .context import HostContext
     from .repository import Change
+
+#: ``catch_up(seq)``: apply the shared deployment log up to ``seq`` (``None``: all of it).
+CatchUp = Callable[[int | None], Coroutine[Any, Any, None]]
+#: ``spawn(coro)``: run a coroutine as a background task the host awaits at close.
+Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 
 log = logging.getLogger("microlib_kernel.cluster")
 
@@ -73,25 +79,29 @@ class ClusterLink:
     """Joins one host to the bus (see the module docstring).
 
     Args:
-        host: the host (its cache, events and change hook are used).
+        ctx: the host's context (its cache, events, change hook and node are used).
         bus: a bus, not yet opened.
-        node: this host's id on the bus.
+        catch_up: applies the shared deployment log (after a deploy elsewhere).
+        spawn: runs a background task (catching up must not hold up deliveries).
         forward: glob patterns of local event names sent to the other hosts.
         accept: glob patterns of remote event names published here.
     """
 
     def __init__(
         self,
-        host: Host,
+        ctx: HostContext,
         bus: Bus,
         *,
-        node: str | None = None,
+        catch_up: CatchUp,
+        spawn: Spawn,
         forward: tuple[str, ...] = (),
         accept: tuple[str, ...] = ("*",),
     ) -> None:
-        self.host = host
+        self.ctx = ctx
         self.bus = bus
-        self.node = node or default_node_id()
+        self.node = ctx.node
+        self._catch_up = catch_up
+        self._spawn = spawn
         self.forward = forward
         self.accept = accept
         self._seen = SeenIds()
@@ -108,13 +118,13 @@ class ClusterLink:
         self.bus.subscribe("events", self._on_remote_event)
         self.bus.subscribe("deploys", self._on_remote_deploy)
         self.bus.on_state(self._on_bus_state)
-        self.host.on_change(self._on_local_change)
-        self.host.events.tap(self._on_local_event)
+        self.ctx.repositories.on_change(self._on_local_change)
+        self.ctx.events.tap(self._on_local_event)
         # Until the bus says it is up, writes elsewhere are invisible to us.
-        self.host.cache.suspend()
+        self.ctx.cache.suspend()
         await self.bus.open()
         if self.bus.connected:
-            self.host.cache.resume()
+            self.ctx.cache.resume()
 
     async def close(self) -> None:
         await self.bus.close()
@@ -176,7 +186,7 @@ class ClusterLink:
         self.deploys_applied += 1
         # Not awaited inline: catching up runs user code and takes the deploy lock,
         # which must not hold up the delivery of cache invalidations.
-        self.host.ports.spawn(self.host.caught_up(seq))
+        self._spawn(self._catch_up(seq))
 
     async def _on_remote_change(self, message: BusMessage) -> None:
         if message.origin == self.node:
@@ -185,7 +195,7 @@ class ClusterLink:
         if data.get("all"):
             # The sender lost invalidations (its outbox overflowed): nothing cached here
             # can be trusted to be current.
-            self.host.cache.resume()
+            self.ctx.cache.resume()
             return
         table, id = data.get("table"), data.get("id")
         if not isinstance(table, str) or not isinstance(id, str):
@@ -195,7 +205,7 @@ class ClusterLink:
         if data.get("deleted") or not isinstance(revision, int):
             revision = None
         self.invalidations += 1
-        self.host.cache.invalidate(table, id, revision)
+        self.ctx.cache.invalidate(table, id, revision)
 
     async def _on_remote_event(self, message: BusMessage) -> None:
         if message.origin == self.node:
@@ -212,7 +222,7 @@ class ClusterLink:
         except ValueError:
             time = None
         self.imported += 1
-        self.host.events.publish(
+        self.ctx.events.publish(
             Event(
                 name,
                 body.get("data"),
@@ -227,14 +237,32 @@ class ClusterLink:
         if connected:
             # Writes made while we were deaf are in the datasource, not in our cache;
             # deploys made meanwhile are in the shared log.
-            self.host.cache.resume()
+            self.ctx.cache.resume()
             if self.bus.lost:
                 self.bus.lost = False
                 self.bus.publish("changes", new_id(), self.node, {"all": True})
-            self.host.ports.spawn(self.host.caught_up())
+            self._spawn(self._catch_up(None))
         else:
-            self.host.cache.suspend()
+            self.ctx.cache.suspend()
 
     @staticmethod
     def _matches(name: str, globs: tuple[str, ...]) -> bool:
         return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def join_bus(ctx: HostContext, *, catch_up: CatchUp, spawn: Spawn) -> ClusterLink:
+    """Join the bus the settings name (``bus``, ``bus_cluster``, ``bus_forward``,
+    ``bus_accept``); waits up to 30 s for the link to open."""
+    from ..bus import create_bus
+
+    s = ctx.settings
+    link = ClusterLink(
+        ctx,
+        create_bus(s.bus, cluster=s.bus_cluster),
+        catch_up=catch_up,
+        spawn=spawn,
+        forward=patterns(s.bus_forward),
+        accept=patterns(s.bus_accept),
+    )
+    ctx.loop.run(link.open(), timeout=30)
+    return link

@@ -20,7 +20,7 @@ from ..errors import DeployRefused, Forbidden, MicrolibError, NotFound, Validati
 
 if TYPE_CHECKING:
     from ..domain.model import Model
-    from .host import Host
+    from .context import HostContext
     from .registry import ModelVersion
 
 
@@ -37,8 +37,8 @@ def normalize_roles(roles: Iterable[str] | str | None) -> list[str] | None:
 class CommandRunner:
     """Runs commands for the host: checks the ACL, binds arguments, calls, reports."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
 
     def check(self, planned: list[ModelVersion]) -> None:
         """Publish-time checks of commands (each names a callable).
@@ -85,7 +85,7 @@ class CommandRunner:
             raise NotFound(f"{mv.name} has no command {name!r}; commands: {known}", command=name)
         role_list = normalize_roles(roles)
         if not spec.allows(role_list):
-            self.host.events.publish(
+            self.ctx.events.publish(
                 Event(
                     f"{mv.spec.event_prefix}.command_denied",
                     {"command": name, "roles": role_list or [], "acl": list(spec.acl)},
@@ -121,7 +121,7 @@ class CommandRunner:
             raise ValidationFailed(f"command {name!r} of {mv.name} refused: {exc}") from None
         if result is None:
             try:
-                return await self.host.repository(mv.spec.endpoint).get(mv, instance.id)
+                return await self.ctx.repository(mv.spec.endpoint).get(mv, instance.id)
             except NotFound:
                 return None  # the command deleted it
         return result

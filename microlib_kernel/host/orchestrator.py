@@ -37,7 +37,7 @@ class Orchestrator:
 
     def __init__(self, runner: PortRunner) -> None:
         self.runner = runner
-        self.host = runner.host
+        self.ctx = runner.ctx
         self._subs: dict[str, dict[tuple[str, str], Subscription]] = {}
         self._inflight: set[tuple[str, str, str]] = set()
         self._started: set[str] = set()
@@ -62,7 +62,7 @@ class Orchestrator:
         for key in [k for k in subs if k not in wanted]:
             subs.pop(key).cancel()
         for port, pattern in sorted(wanted - subs.keys()):
-            subs[(port, pattern)] = self.host.events.on(
+            subs[(port, pattern)] = self.ctx.events.on(
                 pattern,
                 self._listener(entry.name, port, pattern),
                 key=("port", model, port, pattern),
@@ -85,7 +85,7 @@ class Orchestrator:
             return
         if event.model is not None and event.model.lower() != model.lower():
             return  # another model's instance (ids are unique per table, not globally)
-        entry = self.host.registry.find(model)
+        entry = self.ctx.registry.find(model)
         if entry is None or not entry.published:
             return
         key = (model.lower(), event.model_id, port)
@@ -98,7 +98,7 @@ class Orchestrator:
             if spec is None or spec.disabled or spec.consumes != pattern:
                 return  # the version serving this instance has no such consumer
             try:
-                instance = await self.host.repository(mv.spec.endpoint).get(mv, event.model_id)
+                instance = await self.ctx.repository(mv.spec.endpoint).get(mv, event.model_id)
             except NotFound:
                 return
             if instance.compensation is not None or port in instance.port_flow:
@@ -113,12 +113,12 @@ class Orchestrator:
 
     async def resume(self, model: str) -> int:
         """Continue ``model``'s interrupted flows and sagas; returns how many it resumed."""
-        entry = self.host.registry.find(model)
+        entry = self.ctx.registry.find(model)
         if entry is None or not entry.published:
             return 0
         if not any(mv.spec.ports for mv in entry.versions.values()):
             return 0  # no ports, nothing to resume: do not read the table
-        repo = self.host.repository(entry.endpoint)
+        repo = self.ctx.repository(entry.endpoint)
         resumed = 0
         for record in await repo.store.records(repo.table):
             resumed += await self._resume_record(entry, record)
@@ -127,10 +127,10 @@ class Orchestrator:
     async def resume_key(self, key: str) -> None:
         """Resume the flow behind a lease key (``endpoint/id``) taken over from a dead host."""
         endpoint, _, id = key.partition("/")
-        entry = self.host.registry.by_endpoint(endpoint)
+        entry = self.ctx.registry.by_endpoint(endpoint)
         if entry is None or not entry.published:
             return
-        repo = self.host.repository(endpoint)
+        repo = self.ctx.repository(endpoint)
         record = await repo.store.get(repo.table, id)
         if record is not None:
             await self._resume_record(entry, record)
@@ -156,7 +156,7 @@ class Orchestrator:
                 for event in events:
                     log.info("%s %s: resuming its flow at %s", entry.name, id, event)
                     data: dict[str, Any] = {"resumed": True, "port_flow": flow}
-                    self.host.events.publish(Event(event, data, model=entry.name, model_id=id))
+                    self.ctx.events.publish(Event(event, data, model=entry.name, model_id=id))
         except FlowElsewhere:
             return False
         return True

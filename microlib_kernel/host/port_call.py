@@ -84,13 +84,13 @@ class PortExecutor:
 
     def __init__(self, runner: PortRunner) -> None:
         self.runner = runner
-        self.host = runner.host
+        self.ctx = runner.ctx
 
     # -- events -----------------------------------------------------------------------------
 
     def emit(self, mv: ModelVersion, id: str, suffix: str, data: dict[str, Any]) -> None:
         """Publish ``{model}.{suffix}`` about instance ``id``."""
-        self.host.events.publish(
+        self.ctx.events.publish(
             Event(f"{mv.spec.event_prefix}.{suffix}", data, model=mv.name, model_id=id)
         )
 
@@ -122,9 +122,9 @@ class PortExecutor:
         last: Outcome | None = None
         tried = 0
         for n in range(1, attempts + 1):
-            fn = resolve(self.host.adapters, spec.adapter, what)
+            fn = resolve(self.ctx.adapters, spec.adapter, what)
             call_kwargs = bind(
-                fn, instance, args, kwargs, self.host.services, extras, what, spec.adapter, protect
+                fn, instance, args, kwargs, self.ctx.services, extras, what, spec.adapter, protect
             )
             admission = breaker.admit() if breaker is not None else "call"
             if admission == "reject":
@@ -267,13 +267,13 @@ class PortExecutor:
                 port=spec.name,
                 retry_in=round(retry_in, 3),
             )
-        fn = resolve(self.host.adapters, fallback, f"{what} fallback")
+        fn = resolve(self.ctx.adapters, fallback, f"{what} fallback")
         call_kwargs = bind(
             fn,
             instance,
             args,
             kwargs,
-            self.host.services,
+            self.ctx.services,
             {**extras, "error": error},
             f"{what} fallback",
             fallback,
@@ -308,7 +308,7 @@ class PortExecutor:
     ) -> Model:
         """Save the result and the port in ``port_flow`` (one write), emit ``produces``."""
         what = port_label(mv, spec)
-        repo = self.host.repository(mv.spec.endpoint)
+        repo = self.ctx.repository(mv.spec.endpoint)
 
         def append(current: Model) -> dict[str, Any]:
             return {"port_flow": [*current.port_flow, spec.name]}
@@ -343,7 +343,7 @@ class PortExecutor:
                 )
             raise failed
         if spec.produces:
-            self.host.events.publish(
+            self.ctx.events.publish(
                 Event(
                     spec.produces,
                     model=mv.name,
@@ -367,8 +367,8 @@ class PortExecutor:
         attempts = spec.retries + 1
         last: Outcome | None = None
         for n in range(1, attempts + 1):
-            fn = resolve(self.host.adapters, adapter, what)
-            kw = bind(fn, instance, (), {}, self.host.services, {"event": None}, what, adapter)
+            fn = resolve(self.ctx.adapters, adapter, what)
+            kw = bind(fn, instance, (), {}, self.ctx.services, {"event": None}, what, adapter)
             outcome = await attempt(fn, (instance,), kw, spec.timeout)
             if outcome.ok:
                 return await self.changes_of(instance, spec, outcome.value, adapter, callback=False)

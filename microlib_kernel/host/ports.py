@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..domain.breaker import CircuitBreaker
@@ -45,7 +43,7 @@ if TYPE_CHECKING:
     from ..domain.events import Event
     from ..domain.model import Model
     from ..domain.ports import PortSpec
-    from .host import Host
+    from .context import HostContext
     from .registry import ModelEntry, ModelVersion
 
 log = logging.getLogger("microlib_kernel.ports")
@@ -56,21 +54,13 @@ class PortRunner:
     """Runs the ports of a host's models.
 
     Args:
-        host: the host.
-        clock: seconds from a fixed origin, for the breakers (tests inject one).
-        rng: the random source of retry jitter.
+        ctx: the host's context (its clock drives the breakers, its rng the retry
+            jitter: tests inject both through ``Host(clock=..., rng=...)``).
     """
 
-    def __init__(
-        self,
-        host: Host,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.host = host
-        self.clock = clock
-        self.rng = rng or random.Random()
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
+        self.rng = ctx.rng
         self.closed = False
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._last_errors: dict[tuple[str, str], str] = {}
@@ -82,7 +72,7 @@ class PortRunner:
         self.leases = self._leases()
 
     def _leases(self) -> FlowLeases:
-        host = self.host
+        host = self.ctx
         store = host.datasource.lease_store()
         node = host.node
         if store is None:
@@ -101,7 +91,7 @@ class PortRunner:
 
     def _serves(self, key: str) -> bool:
         """Whether this host publishes the model of a lease key (``endpoint/id``)."""
-        entry = self.host.registry.by_endpoint(key.partition("/")[0])
+        entry = self.ctx.registry.by_endpoint(key.partition("/")[0])
         return entry is not None and entry.published
 
     @contextlib.asynccontextmanager
@@ -126,10 +116,10 @@ class PortRunner:
     async def _finished(self, key: str) -> bool:
         """Whether the instance behind ``key`` has no port or saga step left to run."""
         endpoint, _, id = key.partition("/")
-        entry = self.host.registry.by_endpoint(endpoint)
+        entry = self.ctx.registry.by_endpoint(endpoint)
         if entry is None or not entry.versions:
             return True
-        repo = self.host.repository(endpoint)
+        repo = self.ctx.repository(endpoint)
         record = await repo.store.get(repo.table, id)
         if record is None:
             return True
@@ -160,14 +150,14 @@ class PortRunner:
         key = (mv.name.lower(), spec.name)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = CircuitBreaker(cfg, clock=lambda: self.clock())
+            breaker = self._breakers[key] = CircuitBreaker(cfg, clock=self.ctx.clock.monotonic)
         elif breaker.config != cfg:
             breaker.config = cfg  # a republish changed the thresholds: keep the history
         return breaker
 
     def ports_of(self, mv: ModelVersion) -> dict[str, PortSpec]:
         """``mv``'s ports, plus ports only earlier versions declared (for undoing them)."""
-        entry = self.host.registry.find(mv.name)
+        entry = self.ctx.registry.find(mv.name)
         merged: dict[str, PortSpec] = {}
         if entry is not None:
             for other in entry.versions.values():
@@ -182,7 +172,7 @@ class PortRunner:
         key = (model.lower(), port)
         breaker = self._breakers.get(key)
         problems: list[str] = []
-        entry = self.host.registry.find(model)
+        entry = self.ctx.registry.find(model)
         if entry is not None and entry.versions:
             mv = entry.versions.get(entry.active or "") or entry.latest()
             spec = mv.spec.ports.get(port)
@@ -205,11 +195,11 @@ class PortRunner:
             names.append(spec.circuit_breaker.fallback)
         out = []
         for name in names:
-            fn = self.host.adapters.find(name)
+            fn = self.ctx.adapters.find(name)
             if fn is None:
                 out.append(f"adapter {name} is not registered")
                 continue
-            for service in required_services(fn, self.host.services):
+            for service in required_services(fn, self.ctx.services):
                 out.append(f"adapter {name} needs service {service!r}, which is not registered")
         return out
 
@@ -221,7 +211,7 @@ class PortRunner:
         exists), ``ok`` (nothing missing), ``problems``, ``breaker``, ``last_error``.
         """
         rows = []
-        for entry in self.host.registry.entries():
+        for entry in self.ctx.registry.entries():
             mv = entry.versions.get(entry.active or "")
             if mv is None:
                 continue
@@ -322,7 +312,7 @@ class PortRunner:
         level = logging.WARNING if event is not None else logging.INFO
         try:
             async with self.owning(mv.spec.endpoint, instance.id):
-                repo = self.host.repository(mv.spec.endpoint)
+                repo = self.ctx.repository(mv.spec.endpoint)
                 if not repo.store.exclusive:
                     # Other hosts write this table: the cached copy may predate a port
                     # they completed (their invalidation can arrive after their event).

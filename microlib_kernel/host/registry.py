@@ -70,6 +70,8 @@ class ModelEntry:
     routes: dict[str, float] = field(default_factory=dict)
     published: bool = True
     deploys: int = 0
+    #: The random source of weighted picks (the registry's; tests seed it).
+    rng: random.Random = field(default_factory=random.Random, repr=False)
 
     @property
     def active(self) -> str | None:
@@ -104,7 +106,7 @@ class ModelEntry:
             return self.versions[next(iter(self.routes))]
         total = sum(self.routes.values())
         if instance_id is None:
-            point = random.random() * total
+            point = self.rng.random() * total
         else:
             digest = hashlib.blake2b(instance_id.encode(), digest_size=8).digest()
             point = int.from_bytes(digest, "big") / 2**64 * total
@@ -131,10 +133,12 @@ class VersionRegistry:
 
     Args:
         keep: versions kept per model for rollback (routed versions are never dropped).
+        rng: the random source of weighted route picks (default: a new ``Random``).
     """
 
-    def __init__(self, keep: int = 10) -> None:
+    def __init__(self, keep: int = 10, rng: random.Random | None = None) -> None:
         self.keep = max(1, keep)
+        self.rng = rng or random.Random()
         self._by_name: dict[str, ModelEntry] = {}
 
     def entries(self, *, published_only: bool = True) -> list[ModelEntry]:
@@ -201,7 +205,7 @@ class VersionRegistry:
         """Register a version and route all traffic to it (evergreen)."""
         entry = self.find(mv.name)
         if entry is None:
-            entry = ModelEntry(mv.name, mv.spec.endpoint)
+            entry = ModelEntry(mv.name, mv.spec.endpoint, rng=self.rng)
             self._by_name[mv.name.lower()] = entry
         entry.name = mv.name
         entry.endpoint = mv.spec.endpoint

@@ -39,7 +39,7 @@ from ..errors import BadQuery, Conflict, DeployRefused, NotFound, ValidationFail
 if TYPE_CHECKING:
     from ..domain.model import Model
     from ..domain.relations import RelationSpec
-    from .host import Host
+    from .context import HostContext
     from .registry import ModelVersion
     from .remote import RemoteModel
     from .repository import Repository
@@ -123,8 +123,8 @@ def _holds_key(mv: ModelVersion, rel: RelationSpec) -> bool:
 class RelationResolver:
     """Resolves and creates related instances for the host (on the host loop)."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
 
     # -- publish-time checks ----------------------------------------------------------------
 
@@ -142,7 +142,7 @@ class RelationResolver:
             for rel in mv.spec.relations.values():
                 target = known.get(rel.target.lower())
                 if target is None:
-                    entry = self.host.registry.find(rel.target)
+                    entry = self.ctx.registry.find(rel.target)
                     if entry is None or entry.active is None:
                         continue
                     target = entry.get(entry.active)
@@ -167,7 +167,7 @@ class RelationResolver:
         """Where the target's instances are read, or why there is none."""
         local = self._local_target(rel, for_id)
         if isinstance(local, str):
-            remote = self.host.remotes.get(rel.target.lower())
+            remote = self.ctx.remotes.get(rel.target.lower())
             return RemoteTarget(remote) if remote is not None else local
         return LocalTarget(*local)
 
@@ -175,12 +175,12 @@ class RelationResolver:
         self, rel: RelationSpec, for_id: str | None = None
     ) -> tuple[ModelVersion, Repository] | str:
         """The target's serving version and repository here, or why there is none."""
-        entry = self.host.registry.find(rel.target)
+        entry = self.ctx.registry.find(rel.target)
         if entry is None or entry.active is None:
             return f"{rel.target} is not published"
         mv = entry.pick(for_id) if for_id is not None else entry.get(entry.active)
         try:
-            repo = self.host.repository(mv.spec.endpoint)
+            repo = self.ctx.repository(mv.spec.endpoint)
         except NotFound:
             return f"{rel.target} is not published"
         return mv, repo
@@ -276,7 +276,7 @@ class RelationResolver:
             )
         target = self._local_target(rel)
         if isinstance(target, str):
-            if rel.target.lower() in self.host.remotes:
+            if rel.target.lower() in self.ctx.remotes:
                 target = f"{rel.target} is served by another host; create it there"
             raise NotFound(f"cannot create through {mv.name}.{name}: {target}")
         tmv, trepo = target
@@ -318,10 +318,10 @@ class RelationCreation:
         tmv: ModelVersion,
         trepo: Repository,
     ) -> None:
-        self.host = resolver.host
+        self.ctx = resolver.ctx
         self.mv, self.instance, self.rel = mv, instance, rel
         self.tmv, self.trepo = tmv, trepo
-        self.repo = self.host.repository(mv.spec.endpoint)
+        self.repo = self.ctx.repository(mv.spec.endpoint)
 
     async def run(self, rows: list[dict[str, Any]]) -> Any:
         mv, rel = self.mv, self.rel

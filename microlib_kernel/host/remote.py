@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -26,6 +26,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ..client import error_from_response
 from ..errors import MicrolibError, NotFound, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .adapters import ServiceRegistry
 
 DEFAULT_API_ROOT = "/microlib/api"
 
@@ -192,3 +196,14 @@ def _param(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def remote_models(settings: Settings, services: ServiceRegistry) -> dict[str, RemoteModel]:
+    """The models ``settings.remote_models`` names, by lower-case name; each is also
+    registered as a service, so adapters reach it by a keyword parameter of its name."""
+    out = {}
+    for name, url in parse_remote_models(settings.remote_models).items():
+        remote = RemoteModel(name, url, token=settings.remote_token)
+        out[name.lower()] = remote
+        services.register(name.lower(), remote)
+    return out

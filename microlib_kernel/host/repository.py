@@ -145,8 +145,12 @@ class Repository:
         cache: InstanceCache,
         events: EventBroker,
         on_change: Callable[[Change], None] | None = None,
+        *,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.table = table
+        #: The UTC clock of ``created_at``/``updated_at`` (the host's; tests inject one).
+        self.now = now
         self.model = model
         self.store = store
         self.cache = cache
@@ -352,7 +356,7 @@ class Repository:
                     for f in framework
                 ],
             )
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or self.now()
         return {
             **data,
             "id": id,
@@ -483,7 +487,7 @@ class Repository:
         The rows of one call are created at the same instant (one ``created_at``): they
         commit in one transaction.
         """
-        now = dt.datetime.now(dt.UTC)
+        now = self.now()
         values = [self._values(mv, row, new_id(), now) for row in rows]
         try:
             instances = validate_many(mv.cls, values)
@@ -622,7 +626,7 @@ class Repository:
         values.update(changes)
         if bump:
             values["revision"] = current.revision + 1
-            values["updated_at"] = dt.datetime.now(dt.UTC)
+            values["updated_at"] = self.now()
             values["version"] = mv.version
         try:
             return mv.cls.model_validate(values)

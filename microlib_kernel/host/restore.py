@@ -32,7 +32,7 @@ from .registry import ModelVersion, VersionRegistry
 if TYPE_CHECKING:
     import datetime as dt
 
-    from .host import Host
+    from .rollout import Rollout
 
 log = logging.getLogger("microlib_kernel.host.restore")
 _PLAIN_KINDS = ("adapter", "service", "module")
@@ -177,19 +177,19 @@ def deployment_of(record: DeploymentRecord) -> Deployment:
     )
 
 
-async def restore(host: Host, records: list[DeploymentRecord]) -> RestoreReport:
-    """Re-create the versions of ``records`` on ``host`` and apply their final routes.
+async def restore(rollout: Rollout, records: list[DeploymentRecord]) -> RestoreReport:
+    """Re-create the versions of ``records`` through ``rollout`` and apply their final routes.
 
     Never raises for a source that fails: the failure is in the report.
     """
     report = RestoreReport(records=len(records))
     for record in records:
-        host.deployments.append(deployment_of(record))
-    plan = plan_restore(records, host.registry.keep)
+        rollout.history.append(deployment_of(record))
+    plan = plan_restore(records, rollout.ctx.registry.keep)
     report.notes.extend(plan.skipped)
     for record, wanted in plan.steps:
         try:
-            restored = await host.restore_source(record, wanted)
+            restored = await rollout.restore_source(record, wanted)
         except Exception as exc:  # any failure of the user's code is reported, not raised
             message = (
                 exc.message if isinstance(exc, MicrolibError) else f"{type(exc).__name__}: {exc}"
@@ -205,7 +205,7 @@ async def restore(host: Host, records: list[DeploymentRecord]) -> RestoreReport:
             continue
         report.restored.extend(restored)
     for state in plan.models.values():
-        note = host.apply_restored_state(state)
+        note = rollout.apply_restored_state(state)
         if note:
             report.notes.append(note)
     for line in report.notes:
@@ -214,7 +214,7 @@ async def restore(host: Host, records: list[DeploymentRecord]) -> RestoreReport:
     return report
 
 
-async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> RestoreReport:
+async def catch_up(rollout: Rollout, records: list[DeploymentRecord], after: int) -> RestoreReport:
     """Apply the records after ``after`` that another host appended (issue 16).
 
     Hosts sharing a deployment log (PostgreSQL) hear on the bus that it grew; each runs
@@ -226,8 +226,8 @@ async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> R
     if not new:
         return report
     for record in new:
-        host.deployments.append(deployment_of(record))
-    plan = plan_restore(records, host.registry.keep)
+        rollout.history.append(deployment_of(record))
+    plan = plan_restore(records, rollout.ctx.registry.keep)
     touched: set[str] = set()
     for record in new:
         touched.update(n.lower() for n in record.names)
@@ -235,7 +235,7 @@ async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> R
         if record.seq <= after:
             continue
         try:
-            report.restored.extend(await host.restore_source(record, wanted))
+            report.restored.extend(await rollout.restore_source(record, wanted))
         except Exception as exc:  # reported, as in a restore: the others still apply
             message = (
                 exc.message if isinstance(exc, MicrolibError) else f"{type(exc).__name__}: {exc}"
@@ -249,14 +249,14 @@ async def catch_up(host: Host, records: list[DeploymentRecord], after: int) -> R
                 )
     for name, state in plan.models.items():
         if name in touched:
-            note = host.apply_restored_state(state)
+            note = rollout.apply_restored_state(state)
             if note:
                 report.notes.append(note)
-            entry = host.registry.find(state.name)
+            entry = rollout.ctx.registry.find(state.name)
             if entry is not None:
                 # The other host may have migrated the rows (migrate() runs where the
                 # deploy runs): copies cached here from before are not current.
-                host.cache.clear(entry.endpoint)
+                rollout.ctx.cache.clear(entry.endpoint)
     (log.error if report.failed else log.info)(
         "caught up with %d deployment record(s) from other hosts: %s",
         len(new),

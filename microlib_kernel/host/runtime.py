@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..domain.events import Event, Handler, Pattern, Subscription
@@ -13,8 +14,11 @@ from ..errors import MicrolibError
 
 if TYPE_CHECKING:
     from ..domain.model import Model
-    from .host import Host
+    from .commands import CommandRunner
+    from .context import HostContext
+    from .ports import PortRunner
     from .registry import ModelVersion
+    from .relations import RelationResolver
     from .repository import Repository
 
 
@@ -40,17 +44,35 @@ def handler_key(model: str, pattern: Pattern, handler: Handler) -> tuple[Any, ..
     )
 
 
-class VersionRuntime:
-    """Implements :class:`~microlib_kernel.domain.runtime.ModelRuntime` for one version."""
+@dataclass(frozen=True)
+class ModelServices:
+    """The host services a model's class methods reach (one set per host)."""
 
-    def __init__(self, host: Host, mv: ModelVersion) -> None:
-        self.host = host
+    commands: CommandRunner
+    ports: PortRunner
+    relations: RelationResolver
+    #: ``sql(query, params)``: the host's read-only SQL (``Host.sql``).
+    sql: Callable[[str, Any], Any]
+
+
+class VersionRuntime:
+    """Implements :class:`~microlib_kernel.domain.runtime.ModelRuntime` for one version.
+
+    Args:
+        ctx: the context of the host the version is published on.
+        mv: the version.
+        services: the host's commands, ports, relations and SQL.
+    """
+
+    def __init__(self, ctx: HostContext, mv: ModelVersion, services: ModelServices) -> None:
+        self.ctx = ctx
         self.mv = mv
         self.version = mv.version
+        self.services = services
 
     @property
     def repo(self) -> Repository:
-        return self.host.repository(self.mv.spec.endpoint)
+        return self.ctx.repository(self.mv.spec.endpoint)
 
     def create(self, data: dict[str, Any], *, id: str | None = None) -> Awaitable[Model]:
         """An awaitable of the created instance (``Model.create`` awaits it at once).
@@ -64,24 +86,24 @@ class VersionRuntime:
         except RuntimeError:
             # No loop yet (``asyncio.run(Order.create(...))``): a coroutine, run later.
             return self._create_one(data, id)
-        if id is None and caller is not self.host.loop.loop:
-            return self.host.loop.submit_batched(self.repo.create_batch, (self.mv, data), caller)
+        if id is None and caller is not self.ctx.loop.loop:
+            return self.ctx.loop.submit_batched(self.repo.create_batch, (self.mv, data), caller)
         return self._create_one(data, id)
 
     async def _create_one(self, data: dict[str, Any], id: str | None) -> Model:
-        if id is None and not self.host.loop.in_loop():
-            batched: Model = await self.host.loop.call_batched(
+        if id is None and not self.ctx.loop.in_loop():
+            batched: Model = await self.ctx.loop.call_batched(
                 self.repo.create_batch, (self.mv, data)
             )
             return batched
-        instance, _ = await self.host.loop.call(self.repo.create, self.mv, data, id=id)
+        instance, _ = await self.ctx.loop.call(self.repo.create, self.mv, data, id=id)
         return instance
 
     async def create_many(self, rows: Sequence[dict[str, Any]]) -> list[Model]:
-        return await self.host.loop.call(self.repo.create_many, self.mv, rows)
+        return await self.ctx.loop.call(self.repo.create_many, self.mv, rows)
 
     async def find(self, id: str) -> Model:
-        return await self.host.loop.call(self.repo.get, self.mv, id)
+        return await self.ctx.loop.call(self.repo.get, self.mv, id)
 
     async def list(
         self,
@@ -92,19 +114,19 @@ class VersionRuntime:
         order: str | Sequence[str] | None = None,
     ) -> list[Model]:
         query = build_query(self.mv.cls, filters, limit=limit, offset=offset, order=order)
-        return await self.host.loop.call(self.repo.list, self.mv, query)
+        return await self.ctx.loop.call(self.repo.list, self.mv, query)
 
     async def count(self, filters: dict[str, Any]) -> int:
         parsed = parse_filters(self.mv.cls, filters)
-        return await self.host.loop.call(self.repo.count, parsed)
+        return await self.ctx.loop.call(self.repo.count, parsed)
 
     async def update(self, instance: Model, changes: dict[str, Any]) -> Model:
-        return await self.host.loop.call(
+        return await self.ctx.loop.call(
             self.repo.update, self.mv, instance.id, changes, expect_revision=instance.revision
         )
 
     async def delete(self, instance: Model) -> Model:
-        return await self.host.loop.call(self.repo.delete, self.mv, instance.id)
+        return await self.ctx.loop.call(self.repo.delete, self.mv, instance.id)
 
     async def emit(self, instance: Model | None, name: str, data: Any) -> Event:
         if not isinstance(name, str) or not name.strip():
@@ -115,10 +137,13 @@ class VersionRuntime:
             model=self.mv.name,
             model_id=instance.id if instance is not None else None,
         )
-        return await self.host.loop.call(self.host.publish_event, event)
+        return await self.ctx.loop.call(self._publish, event)
+
+    async def _publish(self, event: Event) -> Event:
+        return self.ctx.events.publish(event)
 
     def on(self, pattern: Pattern, handler: Handler) -> Subscription:
-        return self.host.events.on(
+        return self.ctx.events.on(
             pattern,
             handler,
             key=handler_key(self.mv.name, pattern, handler),
@@ -126,23 +151,23 @@ class VersionRuntime:
         )
 
     def sql(self, query: str, params: Any = None) -> Any:
-        return self.host.sql(query, params)
+        return self.services.sql(query, params)
 
     async def call_port(
         self, instance: Model, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        return await self.host.loop.call(
-            self.host.ports.call, self.mv, instance, name, args, kwargs
+        return await self.ctx.loop.call(
+            self.services.ports.call, self.mv, instance, name, args, kwargs
         )
 
     async def undo(self, instance: Model) -> Model:
-        return await self.host.loop.call(self.host.ports.undo, self.mv, instance)
+        return await self.ctx.loop.call(self.services.ports.undo, self.mv, instance)
 
     async def related(
         self, instance: Model, name: str, create: builtins.list[dict[str, Any]]
     ) -> Any:
-        return await self.host.loop.call(
-            self.host.relations.resolve, self.mv, instance, name, create
+        return await self.ctx.loop.call(
+            self.services.relations.resolve, self.mv, instance, name, create
         )
 
     async def run_command(
@@ -152,6 +177,6 @@ class VersionRuntime:
         kwargs: dict[str, Any],
         roles: Iterable[str] | None = None,
     ) -> Any:
-        return await self.host.loop.call(
-            self.host.commands.run, self.mv, instance, name, kwargs, roles
+        return await self.ctx.loop.call(
+            self.services.commands.run, self.mv, instance, name, kwargs, roles
         )

@@ -36,7 +36,7 @@ class SagaRunner:
 
     def __init__(self, runner: PortRunner) -> None:
         self.runner = runner
-        self.host = runner.host
+        self.ctx = runner.ctx
         self._running: dict[tuple[str, str], asyncio.Task[Model]] = {}
 
     def running(self, endpoint: str, id: str) -> bool:
@@ -64,7 +64,7 @@ class SagaRunner:
 
     async def _steps(self, mv: ModelVersion, id: str, reason: str) -> Model:
         executor = self.runner.executor
-        repo = self.host.repository(mv.spec.endpoint)
+        repo = self.ctx.repository(mv.spec.endpoint)
         current = await repo.get(mv, id)
         if current.compensation != "running":
             current = await commit(repo, mv, id, _set({"compensation": "running"}), hooks=False)

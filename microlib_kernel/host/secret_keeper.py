@@ -31,7 +31,7 @@ from .secrets import (
 if TYPE_CHECKING:
     from ..config import Settings
     from ..store.base import DataSource
-    from .host import Host
+    from .context import HostContext
     from .registry import ModelVersion
 
 _CHUNK = 500
@@ -40,14 +40,14 @@ _CHUNK = 500
 class SecretKeeper:
     """Keys and codecs of one host (``host.secrets``)."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
         self._cipher: SecretCipher | None = None
 
     @property
     def configured(self) -> bool:
         """Whether a key is set (``MICROLIB_SECRET_KEY``)."""
-        return bool(self.host.settings.secret_key)
+        return bool(self.ctx.settings.secret_key)
 
     def cipher(self) -> SecretCipher:
         """The cipher of the configured keys.
@@ -56,7 +56,7 @@ class SecretKeeper:
             MicrolibError: no key, or a malformed one.
         """
         if self._cipher is None:
-            key = self.host.settings.secret_key
+            key = self.ctx.settings.secret_key
             if not key:
                 raise MicrolibError(f"no MICROLIB_SECRET_KEY is set; {KEY_HINT}")
             self._cipher = SecretCipher(key)
@@ -97,7 +97,7 @@ class SecretKeeper:
         """
         if mv.spec.has_migrate:
             return  # migrate() gets every record with its secrets opened, and re-seals
-        entry = self.host.registry.find(mv.name)
+        entry = self.ctx.registry.find(mv.name)
         secret = set(mv.spec.secret_fields)
         if entry is None or not entry.versions:
             plain = {n for n, f in mv.spec.fields.items() if n not in secret}
@@ -142,15 +142,15 @@ class SecretKeeper:
         Raises:
             MicrolibError: no key is set.
         """
-        return self.host.loop.run(self.rotate_async())
+        return self.ctx.loop.run(self.rotate_async())
 
     async def rotate_async(self) -> RotationReport:
         """:meth:`rotate` on the host loop."""
         cipher = self.cipher()
         report = RotationReport()
-        for entry in self.host.registry.entries(published_only=False):
+        for entry in self.ctx.registry.entries(published_only=False):
             try:
-                repo = self.host.repository(entry.endpoint)
+                repo = self.ctx.repository(entry.endpoint)
             except NotFound:
                 continue
             table = repo.table

@@ -1,4 +1,4 @@
-"""The HTTP API: ``create_app(host)`` (Starlette), OpenAPI, the background server, auth.
+"""The HTTP API: ``create_app(host.api)`` (Starlette), OpenAPI, the background server, auth.
 
 Importing this package imports nothing heavy: Starlette comes with the names below, on
 first use, so light modules (``server.base_url``) stay cheap for the command line.

@@ -29,7 +29,7 @@ from .auth import PRINCIPAL_KEY, Authenticator
 from .errors import microlib_error
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..config import Settings
 
 ASGIApp = Any
 _OPEN = ("health", "openapi.json", "docs", "deploy")
@@ -79,16 +79,16 @@ class AccessControl:
 
     Args:
         app: the app it wraps.
-        host: the host (its settings choose the auth mode and scopes).
+        settings: the host's settings (they choose the auth mode and scopes).
         auth: the authenticator, built by ``create_app`` (so that bad auth settings
             fail when serving starts: Starlette builds middleware on the first request).
     """
 
-    def __init__(self, app: ASGIApp, host: Host, auth: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, auth: Authenticator) -> None:
         self.app = app
-        self.settings = host.settings
+        self.settings = settings
         self.auth = auth
-        self.prefix = host.settings.api_root.rstrip("/") + "/"
+        self.prefix = settings.api_root.rstrip("/") + "/"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""

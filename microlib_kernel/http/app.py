@@ -1,6 +1,8 @@
-"""``create_app(host)``: the Starlette application of a host's API.
+"""``create_app(api)``: the Starlette application of a host's API.
 
-The app is built once per server. Its routes look models up in ``host.registry`` at
+The app is built once per server from the host's :class:`~microlib_kernel.host.api.HostApi`
+(its context and the services behind the routes, never the ``Host`` itself). Its routes
+look models up in the registry at
 request time, so publishing, republishing and unpublishing change what it serves
 without rebuilding it, and ``/openapi.json`` is regenerated when the registry changed.
 Handlers run on the host loop (the server runs there), so they touch host state
@@ -31,14 +33,14 @@ from .routes_deploy import DeployRoutes
 from .routes_models import ModelRoutes
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..host.api import HostApi
 
 
-def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
-    """The HTTP API of ``host`` (DESIGN.md §4), under ``host.settings.api_root``.
+def create_app(api: HostApi, *, keepalive: float = 15.0) -> Starlette:
+    """The HTTP API of a host (DESIGN.md §4), under its settings' ``api_root``.
 
     Args:
-        host: the host whose models are served.
+        api: what the routes use of the host (``Host.api``).
         keepalive: seconds between keep-alive comments on a quiet ``/events`` stream.
 
     Raises:
@@ -48,35 +50,36 @@ def create_app(host: Host, *, keepalive: float = 15.0) -> Starlette:
         A Starlette app. ``app.state.stopping`` (an ``asyncio.Event``) ends the event
         streams when set, so a server can stop without waiting for them.
     """
-    root = host.settings.api_root.rstrip("/")
+    settings = api.ctx.settings
+    root = settings.api_root.rstrip("/")
     stopping = asyncio.Event()
     # Built here, not in the middleware (Starlette builds that on the first request), so
     # bad auth settings fail when serving starts.
-    authenticator = Authenticator(host.settings, lambda: host.deploy_token)
-    openapi = OpenAPICache(host)
+    authenticator = Authenticator(settings, api.deploy_token)
+    openapi = OpenAPICache(api.ctx)
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi.document())
 
-    models = ModelRoutes(host)
+    models = ModelRoutes(api)
     routes: list[BaseRoute] = [
         *models.routes(),
-        *AdminRoutes(host, stopping, keepalive).routes(),
-        *DeployRoutes(host).routes(),
+        *AdminRoutes(api, stopping, keepalive).routes(),
+        *DeployRoutes(api).routes(),
         Route(f"{root}/openapi.json", openapi_json, methods=["GET"]),
         *docs_routes(root),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(DrainingConnections, host=host),
+            Middleware(DrainingConnections, state=api.ctx.state),
             Middleware(InternalErrors),
-            Middleware(AccessControl, host=host, auth=authenticator),
-            Middleware(RequestLimits, host=host),
+            Middleware(AccessControl, settings=settings, auth=authenticator),
+            Middleware(RequestLimits, settings=settings),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
-    app.state.host = host
+    app.state.api = api
     app.state.api_root = root
     app.state.stopping = stopping
     app.state.lists = models.lists  # the list cache (its hits and misses)

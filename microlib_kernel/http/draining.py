@@ -10,20 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..host.context import HostState
 
 ASGIApp = Any
 
 
 class DrainingConnections:
-    """Pure ASGI middleware: adds ``Connection: close`` while ``host.draining``."""
+    """Pure ASGI middleware: adds ``Connection: close`` while the host drains."""
 
-    def __init__(self, app: ASGIApp, host: Host) -> None:
+    def __init__(self, app: ASGIApp, state: HostState) -> None:
         self.app = app
-        self.host = host
+        self.state = state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.host.draining:
+        if scope["type"] != "http" or not self.state.draining:
             await self.app(scope, receive, send)
             return
 

@@ -28,7 +28,7 @@ from .auth import PRINCIPAL_KEY, Principal
 from .errors import microlib_error
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..config import Settings
 
 ASGIApp = Any
 #: Forget a client's deploy bucket once it has been full this long (bounded memory).
@@ -72,9 +72,9 @@ class TokenBucket:
 class RequestLimits:
     """ASGI middleware enforcing the limits above for one host."""
 
-    def __init__(self, app: ASGIApp, host: Host) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        s = host.settings
+        s = settings
         self.root = s.api_root.rstrip("/")
         self.sql_concurrency = s.sql_concurrency
         self.sse_max = s.sse_max

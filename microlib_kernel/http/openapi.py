@@ -22,43 +22,44 @@ from .openapi_paths import IF_MATCH_PATTERN, ModelPaths
 from .openapi_schemas import model_schemas
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..config import Settings
+    from ..host.context import HostContext
 
 
-def fingerprint(host: Host) -> tuple[Any, ...]:
+def fingerprint(ctx: HostContext) -> tuple[Any, ...]:
     """What the document depends on: changes whenever a publish, route or unpublish does."""
-    entries = host.registry.entries(published_only=False)
+    entries = ctx.registry.entries(published_only=False)
     return (
         *(
             (e.name, e.endpoint, tuple(e.versions), tuple(e.routes.items()), e.published)
             for e in entries
         ),
-        host.settings.auth_enabled,
+        ctx.settings.auth_enabled,
     )
 
 
 class OpenAPICache:
     """The document for a host, rebuilt when :func:`fingerprint` changes."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
         self._key: tuple[Any, ...] | None = None
         self._doc: dict[str, Any] = {}
         self.builds = 0
 
     def document(self) -> dict[str, Any]:
-        key = fingerprint(self.host)
+        key = fingerprint(self.ctx)
         if key != self._key:
-            self._doc = build_openapi(self.host)
+            self._doc = build_openapi(self.ctx)
             self._key = key
             self.builds += 1
         return self._doc
 
 
-def build_openapi(host: Host) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``host``'s API as it is now."""
-    root = host.settings.api_root.rstrip("/")
-    auth = host.settings.auth_enabled
+def build_openapi(ctx: HostContext) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a host's API as it is now."""
+    root = ctx.settings.api_root.rstrip("/")
+    auth = ctx.settings.auth_enabled
     schemas: dict[str, Any] = copy.deepcopy(COMMON_SCHEMAS)
     paths: dict[str, Any] = {}
     for path, item in {**ADMIN_PATHS, **DEPLOY_PATHS}.items():
@@ -70,10 +71,10 @@ def build_openapi(host: Host) -> dict[str, Any]:
             for op in paths[root + path].values():
                 op["responses"].update(error_responses({401}))
     tags = []
-    for entry in sorted(host.registry.entries(), key=lambda e: e.endpoint):
+    for entry in sorted(ctx.registry.entries(), key=lambda e: e.endpoint):
         mv = entry.versions.get(entry.active or "") or entry.latest()
         names = model_schemas(mv, schemas)
-        builder = ModelPaths(host, entry, mv, names, auth)
+        builder = ModelPaths(ctx, entry, mv, names, auth)
         for path, item in builder.paths().items():
             paths[f"{root}/models/{entry.endpoint}{path}"] = item
         tags.append({"name": entry.name, "description": mv.spec.doc or f"{entry.name} model"})
@@ -96,16 +97,15 @@ def build_openapi(host: Host) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": copy.deepcopy(DEPLOY_SECURITY)},
     }
-    _document_limits(host, root, paths)
+    _document_limits(ctx.settings, root, paths)
     if auth:
         doc["components"]["securitySchemes"]["bearerAuth"] = {"type": "http", "scheme": "bearer"}
         doc["security"] = [{"bearerAuth": []}]
     return doc
 
 
-def _document_limits(host: Host, root: str, paths: dict[str, Any]) -> None:
+def _document_limits(s: Settings, root: str, paths: dict[str, Any]) -> None:
     """The answers of the SQL limits, the request limits and the scopes (http/limits.py)."""
-    s = host.settings
     extra: dict[str, set[int]] = {f"{root}/sql": {408} | ({429} if s.sql_concurrency else set())}
     if s.sse_max:
         extra[f"{root}/events"] = {503}

@@ -13,7 +13,7 @@ from .openapi_common import error_responses, json_content, ref
 from .openapi_schemas import command_schemas, not_null, safe_name
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..host.context import HostContext
     from ..host.registry import ModelEntry, ModelVersion
 
 ID_PATTERN = _ID_RE.pattern
@@ -24,9 +24,14 @@ class ModelPaths:
     """The path items of one model."""
 
     def __init__(
-        self, host: Host, entry: ModelEntry, mv: ModelVersion, names: dict[str, Any], auth: bool
+        self,
+        ctx: HostContext,
+        entry: ModelEntry,
+        mv: ModelVersion,
+        names: dict[str, Any],
+        auth: bool,
     ):
-        self.host = host
+        self.ctx = ctx
         self.entry = entry
         self.mv = mv
         self.names = names
@@ -245,7 +250,7 @@ class ModelPaths:
         }
 
     def _relation(self, rel: Any) -> dict[str, Any]:
-        target = self.host.registry.find(rel.target)
+        target = self.ctx.registry.find(rel.target)
         item: dict[str, Any] = {}
         if target is not None and target.published:
             item = ref(safe_name(target.name))

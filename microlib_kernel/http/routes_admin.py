@@ -18,7 +18,7 @@ from .responses import JSONResponse, read_object
 
 if TYPE_CHECKING:
     from ..domain.events import Event
-    from ..host.host import Host
+    from ..host.api import HostApi
 
 _SQL_KEYS = {"sql", "params"}
 
@@ -34,17 +34,18 @@ class AdminRoutes:
     """Handlers of the host-level routes.
 
     Args:
-        host: the host.
+        api: what the routes use of the host.
         stopping: set when the server stops, so event streams end instead of holding
             the shutdown up.
         keepalive: seconds between SSE keep-alive comments on a quiet stream.
     """
 
-    def __init__(self, host: Host, stopping: asyncio.Event, keepalive: float = 15.0) -> None:
-        self.host = host
+    def __init__(self, api: HostApi, stopping: asyncio.Event, keepalive: float = 15.0) -> None:
+        self.api = api
+        self.ctx = api.ctx
         self.stopping = stopping
         self.keepalive = keepalive
-        self.root = host.settings.api_root.rstrip("/")
+        self.root = api.ctx.settings.api_root.rstrip("/")
 
     def routes(self) -> list[Route]:
         return [
@@ -60,36 +61,36 @@ class AdminRoutes:
     async def config(self, request: Request) -> Response:
         """``GET /config``: every published model with versions, routes, schema..."""
         self._authenticate(request)
-        return JSONResponse(self.host.config())
+        return JSONResponse(self.api.config.all())
 
     async def health(self, request: Request) -> Response:
         """``GET /health``: 200 ``{"status": "ok", ...}``; 503 while starting or draining.
 
         Open without a token, for load balancers and orchestrators.
         """
-        host = self.host
+        state, rollout = self.ctx.state, self.api.rollout
         status = (
             "closed"
-            if host.closed
+            if state.closed
             else "draining"
-            if host.draining
+            if state.draining
             else "starting"
-            if host.starting
+            if state.starting
             else "ok"
         )
         body: dict[str, Any] = {
             "status": status,
             "version": __version__,
-            "models": len(host.registry.entries()),
+            "models": len(self.ctx.registry.entries()),
         }
-        report = host.restore_report
+        report = rollout.restore_report
         if report.failed or report.notes:
             # Versions that did not come back after a restart: the others serve.
             body["restore"] = {"failed": report.failed, "notes": report.notes}
-        if host.cluster is not None:
+        if rollout.cluster is not None:
             # Still 200 when the bus is down: the host serves correctly by reading
             # through its cache; the body says so.
-            body["bus"] = host.cluster.describe()
+            body["bus"] = rollout.cluster.describe()
         if status != "ok":
             body["error"] = f"the host is {status}"
             return JSONResponse(body, 503, {"Retry-After": "1"})
@@ -108,7 +109,7 @@ class AdminRoutes:
         )
 
     async def _stream(self, pattern: str) -> AsyncIterator[bytes]:
-        async with self.host.events.stream(pattern) as stream:
+        async with self.ctx.events.stream(pattern) as stream:
             # The subscription exists from here on: say so, so a client knows that
             # events published after this line reach it.
             yield f": subscribed to {pattern.replace(chr(10), ' ')}\n\n".encode()
@@ -136,7 +137,7 @@ class AdminRoutes:
     async def sql(self, request: Request) -> Response:
         """``POST /sql {"sql", "params"}``: read-only SQL -> ``{"columns", "rows"}``."""
         self._authenticate(request)
-        body = await read_object(request, self.host.settings.body_limit, "the SQL request")
+        body = await read_object(request, self.ctx.settings.body_limit, "the SQL request")
         unknown = sorted(set(body) - _SQL_KEYS)
         query, params = body.get("sql"), body.get("params")
         if unknown or not isinstance(query, str):
@@ -150,5 +151,5 @@ class AdminRoutes:
                 "params must be an object ($name) or a list (?)",
                 errors=[{"type": "sql_params", "loc": ["body", "params"], "msg": "bad params"}],
             )
-        result = await self.host.sql_async(query, params, capped=True)
+        result = await self.api.queries.run_async(query, params, capped=True)
         return JSONResponse(result.to_json())

@@ -27,7 +27,7 @@ from ..host.tokens import token_matches
 from .responses import JSONResponse, read_object
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..host.api import HostApi
 
 _DEPLOY_KEYS = {"kind", "name", "source", "version"}
 
@@ -48,10 +48,11 @@ def who(request: Request) -> str:
 class DeployRoutes:
     """Handlers of the deploy routes for one host."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.root = host.settings.api_root.rstrip("/")
-        self.limit = host.settings.body_limit
+    def __init__(self, api: HostApi) -> None:
+        self.api = api
+        self.rollout = api.rollout
+        self.root = api.ctx.settings.api_root.rstrip("/")
+        self.limit = api.ctx.settings.body_limit
 
     def routes(self) -> list[Route]:
         base = f"{self.root}/deploy"
@@ -71,7 +72,7 @@ class DeployRoutes:
                 "the deploy routes need the deploy token: send Authorization: Bearer <token> "
                 "(MICROLIB_DEPLOY_TOKEN, or .microlib/deploy-token where the host runs)"
             )
-        if not token_matches(given, self.host.deploy_token):
+        if not token_matches(given, self.api.deploy_token()):
             raise Unauthorized("wrong deploy token")
 
     async def _body(self, request: Request, what: str, *, optional: bool = False) -> dict[str, Any]:
@@ -111,7 +112,7 @@ class DeployRoutes:
                 f"version must be a string like 1.2.0, got {type(version).__name__}"
             )
         try:
-            published = await self.host.publish_async(
+            published = await self.rollout.publish(
                 source, kind=kind, name=name, version=version, who=who(request)
             )
         except MicrolibError as exc:
@@ -123,7 +124,7 @@ class DeployRoutes:
     async def deployments(self, request: Request) -> Response:
         """``GET /deploy``: the deployment log, oldest first."""
         self._authorize(request)
-        return JSONResponse({"deployments": [d.to_json() for d in self.host.deployments]})
+        return JSONResponse({"deployments": [d.to_json() for d in self.rollout.history]})
 
     # -- versions ------------------------------------------------------------------------
 
@@ -135,9 +136,7 @@ class DeployRoutes:
         version = body.get("version")
         if unknown or not (version is None or isinstance(version, str)):
             raise DeployRefused('a rollback takes {"version": "X.Y.Z"} or nothing (the one before)')
-        entry = await self.host.rollback_async(
-            request.path_params["model"], version, who=who(request)
-        )
+        entry = await self.rollout.rollback(request.path_params["model"], version, who=who(request))
         return JSONResponse(entry)
 
     async def routes_(self, request: Request) -> Response:
@@ -150,11 +149,11 @@ class DeployRoutes:
         for version, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, int | float):
                 raise DeployRefused(f"the weight of {version} must be a number, got {weight!r}")
-        entry = await self.host.route_async(request.path_params["model"], weights, who=who(request))
+        entry = await self.rollout.route(request.path_params["model"], weights, who=who(request))
         return JSONResponse(entry)
 
     async def unpublish(self, request: Request) -> Response:
         """``DELETE /deploy/{model}``: endpoints go away (404); the table and data stay."""
         self._authorize(request)
-        entry = await self.host.unpublish_async(request.path_params["model"], who=who(request))
-        return JSONResponse(self.host.config_entry(entry))
+        entry = await self.rollout.unpublish(request.path_params["model"], who=who(request))
+        return JSONResponse(self.api.config.entry(entry))

@@ -29,7 +29,7 @@ from .list_cache import ListCache
 from .responses import JSONResponse, jsonable, read_object
 
 if TYPE_CHECKING:
-    from ..host.host import Host
+    from ..host.api import HostApi
     from ..host.registry import ModelEntry, ModelVersion
     from ..host.repository import Repository
 
@@ -103,10 +103,11 @@ class _AnyMethod:
 class ModelRoutes:
     """The handlers of the model routes for one host."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.root = host.settings.api_root.rstrip("/")
-        self.limit = host.settings.body_limit
+    def __init__(self, api: HostApi) -> None:
+        self.api = api
+        self.ctx = api.ctx
+        self.root = api.ctx.settings.api_root.rstrip("/")
+        self.limit = api.ctx.settings.body_limit
         self.lists = ListCache()
 
     def routes(self) -> list[Route]:
@@ -125,13 +126,13 @@ class ModelRoutes:
 
     def _entry(self, request: Request) -> tuple[ModelEntry, Repository]:
         endpoint = request.path_params["endpoint"]
-        entry = self.host.registry.by_endpoint(endpoint)
+        entry = self.ctx.registry.by_endpoint(endpoint)
         if entry is None:
-            served = ", ".join(e.endpoint for e in self.host.registry.entries()) or "none"
+            served = ", ".join(e.endpoint for e in self.ctx.registry.entries()) or "none"
             raise NotFound(
                 f"no model serves endpoint {endpoint!r}; endpoints: {served}", endpoint=endpoint
             )
-        return entry, self.host.repository(entry.endpoint)
+        return entry, self.ctx.repository(entry.endpoint)
 
     def _version(self, request: Request, entry: ModelEntry, id: str | None) -> ModelVersion:
         """The pinned version, else the routed one (sticky per id)."""
@@ -230,10 +231,10 @@ class ModelRoutes:
         if relation is not None and command is not None:
             raise BadQuery("give ?relation= or ?command=, not both")
         if command is not None:
-            result = await self.host.commands.run(mv, instance, command, {}, principal.acl_roles)
+            result = await self.api.commands.run(mv, instance, command, {}, principal.acl_roles)
             return self._answer(mv, jsonable(result))
         if relation is not None:
-            found = await self.host.relations.lookup(mv, instance, relation)
+            found = await self.api.relations.lookup(mv, instance, relation)
             body = {mv.spec.event_prefix: instance.to_json(), relation: jsonable(found.value)}
             if found.reason is not None:
                 body["reason"] = found.reason
@@ -264,7 +265,7 @@ class ModelRoutes:
 
     def _allowed(self, request: Request) -> set[str]:
         """``/{id}/{name}``: GET for a relation, PATCH for a command (both if both)."""
-        entry = self.host.registry.by_endpoint(request.path_params["endpoint"])
+        entry = self.ctx.registry.by_endpoint(request.path_params["endpoint"])
         name = request.path_params["name"]
         if entry is None or entry.active is None:
             return {"GET", "HEAD", "PATCH"}
@@ -281,7 +282,7 @@ class ModelRoutes:
         id, name = request.path_params["id"], request.path_params["name"]
         mv = self._version(request, entry, id)
         instance = await repo.get(mv, id)
-        found = await self.host.relations.lookup(mv, instance, name)
+        found = await self.api.relations.lookup(mv, instance, name)
         headers = {} if found.reason is None else {REASON_HEADER: _header_safe(found.reason)}
         return self._answer(mv, jsonable(found.value), headers=headers)
 
@@ -293,7 +294,7 @@ class ModelRoutes:
         mv = self._version(request, entry, id)
         kwargs = await read_object(request, self.limit, f"arguments of {name}", default={})
         instance = await repo.get(mv, id)
-        result = await self.host.commands.run(mv, instance, name, kwargs, principal.acl_roles)
+        result = await self.api.commands.run(mv, instance, name, kwargs, principal.acl_roles)
         return self._answer(mv, jsonable(result))
 
     async def port(self, request: Request) -> Response:
@@ -304,5 +305,5 @@ class ModelRoutes:
         mv = self._version(request, entry, id)
         kwargs = await read_object(request, self.limit, f"arguments of port {name}", default={})
         instance = await repo.get(mv, id)
-        result = await self.host.ports.call_inbound(mv, instance, name, kwargs)
+        result = await self.api.ports.call_inbound(mv, instance, name, kwargs)
         return self._answer(mv, jsonable(result))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
-    from ..host.host import Host
+    from ..host.api import HostApi
 
 log = logging.getLogger("microlib_kernel.http")
 
@@ -43,7 +43,7 @@ class ApiServer:
     Attributes:
         uvicorn: the ``uvicorn.Server``.
         task: the task running it on the host loop.
-        app: the Starlette app (``create_app(host)``).
+        app: the Starlette app (``create_app(host.api)``).
         bind: the address it listens on.
         port: the real port (also for port 0).
         url: ``http://ADDRESS:PORT``.
@@ -143,11 +143,11 @@ def _listen(bind: str, port: int) -> socket.socket:
     return sock
 
 
-async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str]:
-    """Start serving ``host``'s API on the running (host) loop.
+async def start_server(api: HostApi, port: int, bind: str) -> tuple[ApiServer, str]:
+    """Start serving a host's API on the running (host) loop.
 
     Args:
-        host: the host.
+        api: what the routes use of the host (``Host.api``).
         port: TCP port; 0 picks a free one.
         bind: address to bind (``127.0.0.1`` unless told otherwise).
 
@@ -162,11 +162,11 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
 
     from .app import create_app
 
-    s = host.settings
+    s = api.ctx.settings
     tls = tls_options(s.certfile, s.keyfile, s.cwd or None)
     sock = _listen(bind, port)
     try:
-        app = create_app(host)
+        app = create_app(api)
     except BaseException:
         sock.close()
         raise
@@ -196,9 +196,9 @@ async def start_server(host: Host, port: int, bind: str) -> tuple[ApiServer, str
         sock.close()
         exc = task.exception() if not task.cancelled() else None
         raise MicrolibError(f"the HTTP server stopped while starting: {exc!r}") from None
-    api = ApiServer(server, task, app, bind, tls=bool(tls))
-    log.info("serving the API at %s%s", api.url, host.settings.api_root)
-    return api, api.url
+    api_server = ApiServer(server, task, app, bind, tls=bool(tls))
+    log.info("serving the API at %s%s", api_server.url, s.api_root)
+    return api_server, api_server.url
 
 
 async def stop_server(server: Any) -> None:

@@ -58,7 +58,7 @@ class HostLoopMangum(Mangum):
     """Mangum whose ASGI cycle runs on ``host``'s loop instead of a loop of its own.
 
     Args:
-        app: the ASGI app (``create_app(host)``, wrapped by :class:`LambdaPaths`).
+        app: the ASGI app (``create_app(host.api)``, wrapped by :class:`LambdaPaths`).
         host: the host whose loop runs the app.
         api_gateway_base_path: a prefix to strip from every path (a custom domain's
             base path mapping); HTTP API stage prefixes are stripped by

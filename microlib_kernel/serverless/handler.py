@@ -12,7 +12,7 @@ At cold start (when the module is imported) a host is created and the notebook's
 exactly as when the notebook is streamed to a running host: each cell runs in a
 module of its own through ``host.publish(text, kind=, name=, version=)``. No Jupyter
 kernel is involved. Every invocation is then answered by the same Starlette app as
-the HTTP server (``create_app(host)``), through Mangum.
+the HTTP server (``create_app(host.api)``), through Mangum.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class LambdaFunction:
 
     Attributes:
         host: the host serving the models (one per execution environment).
-        app: the ASGI app (``create_app(host)`` behind :class:`LambdaPaths`).
+        app: the ASGI app (``create_app(host.api)`` behind :class:`LambdaPaths`).
         published: what the cold start published, in order.
         sources: the sources it was built from.
     """
@@ -61,7 +61,7 @@ class LambdaFunction:
         self.host = host
         self.sources = list(sources)
         self.published = published
-        self.app = LambdaPaths(create_app(host), host.settings.api_root)
+        self.app = LambdaPaths(create_app(host.api), host.settings.api_root)
         self.mangum = HostLoopMangum(self.app, host, api_gateway_base_path=base_path)
 
     def __call__(self, event: Any, context: Any = None) -> dict[str, Any]:

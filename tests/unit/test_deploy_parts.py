@@ -7,7 +7,7 @@ import datetime as dt
 from microlib_kernel import Model
 from microlib_kernel.errors import DeployRefused
 from microlib_kernel.host.deploy import SERVICE_RESULT, run_source, service_object
-from microlib_kernel.host.host import class_lines, column_defaults, with_class_line
+from microlib_kernel.host.publishing import class_lines, column_defaults, with_class_line
 from microlib_kernel.host.registry import ModelEntry, ModelVersion
 
 SOURCE = "import x\n\nclass Order(Model):\n    pass\n\n\nclass OrderLine(Model):\n    pass\n"
