@@ -62,7 +62,7 @@ from .sql import SqlService, sql_limits
 from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
     from .cluster import ClusterLink
     from .remote import RemoteModel
 
