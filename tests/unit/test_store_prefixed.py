@@ -17,7 +17,7 @@ from microlib_kernel.store.sql import memory_sql_engine
 def test_counts_values_missing_or_carrying_the_prefix() -> None:
     engine = memory_sql_engine()
     try:
-        engine._con.execute(  # type: ignore[attr-defined]
+        engine._con.execute(
             "CREATE TABLE t AS SELECT * FROM (VALUES "
             "('p:1', 'x', 'p:9'), ('plain', NULL, 'y'), (NULL, 'p:2', 'p:3')) v(a, b, c)"
         )
@@ -31,7 +31,7 @@ def test_counts_values_missing_or_carrying_the_prefix() -> None:
 def test_a_quote_in_the_prefix_stays_inside_the_literal() -> None:
     engine = memory_sql_engine()
     try:
-        engine._con.execute("CREATE TABLE t AS SELECT 'it''s' AS a")  # type: ignore[attr-defined]
+        engine._con.execute("CREATE TABLE t AS SELECT 'it''s' AS a")
         assert count_prefix_mismatches(engine, "t", "it'", set(), {"a"}) == {"a": 1}
     finally:
         engine.close()
@@ -39,7 +39,7 @@ def test_a_quote_in_the_prefix_stays_inside_the_literal() -> None:
 
 def test_an_own_engine_closes_its_database() -> None:
     engine = memory_sql_engine()
-    con = engine._con  # type: ignore[attr-defined]
+    con = engine._con
     engine.close()
     with pytest.raises(duckdb.ConnectionException):
         con.execute("SELECT 1")
