@@ -32,6 +32,7 @@ from .errors import (
     ValidationFailed,
     Vetoed,
 )
+from .version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .client import HostClient
@@ -42,9 +43,7 @@ if TYPE_CHECKING:
     from .domain.relations import relation
     from .domain.secrets import Secret
     from .host import Host, Published
-    from .store.sql import SqlResult
-
-__version__ = "0.1.0"
+    from .sql_result import SqlResult
 
 # Imported on first use (PEP 562): ``microlib`` commands and the papermill runner of a
 # deployment import this package but not pydantic models, and each of them sits on the
@@ -59,7 +58,7 @@ _LAZY = {
     "Published": ("microlib_kernel.host", "Published"),
     "HostClient": ("microlib_kernel.client", "HostClient"),
     "Secret": ("microlib_kernel.domain.secrets", "Secret"),
-    "SqlResult": ("microlib_kernel.store.sql", "SqlResult"),
+    "SqlResult": ("microlib_kernel.sql_result", "SqlResult"),
 }
 
 

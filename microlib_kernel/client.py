@@ -26,7 +26,7 @@ import httpx
 
 from . import errors
 from .errors import MicrolibError, ServiceUnavailable, ValidationFailed
-from .store.sql import SqlResult
+from .sql_result import SqlResult
 
 DEFAULT_URL = "http://127.0.0.1:8707"
 DEFAULT_API_ROOT = "/microlib/api"

@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import MicrolibError
 from .ports import PortDeclaration
 from .relations import RelationDeclaration
+from .spec import ModelSpec, compile_spec
 
 if TYPE_CHECKING:
     from .events import Event, Handler, Pattern, Subscription
     from .runtime import ModelRuntime
-    from .spec import ModelSpec
 
 Compensation = Literal["running", "complete", "incomplete"]
 
@@ -71,7 +71,7 @@ class Model(BaseModel):
     __microlib_datasource__: ClassVar[str | None] = None
     __microlib_commands__: ClassVar[Mapping[str, Any] | None] = None
     __microlib_spec__: ClassVar[ModelSpec]
-    __microlib_runtime__: ClassVar[ModelRuntime | None] = None
+    __microlib_runtime__: ClassVar[ModelRuntime[Model] | None] = None
 
     id: str = Field(default="", description="Instance id (set by the framework).")
     created_at: dt.datetime | None = Field(default=None, description="When it was created.")
@@ -103,16 +103,17 @@ class Model(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         from .commands import install_commands
-        from .spec import compile_spec
 
         install_commands(cls, cls.__microlib_commands__)
         # Compile now so a bad declaration fails where the class is written.
-        cls.__microlib_spec__ = compile_spec(cls)
+        cls.__microlib_spec__ = compile_spec(
+            cls, Model, cls.__microlib_endpoint__, cls.__microlib_datasource__
+        )
 
     # -- plumbing --------------------------------------------------------------------
 
     @classmethod
-    def _runtime(cls) -> ModelRuntime:
+    def _runtime(cls) -> ModelRuntime[Model]:
         runtime = cls.__microlib_runtime__
         if runtime is None:
             raise MicrolibError(

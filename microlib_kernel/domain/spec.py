@@ -11,8 +11,9 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -21,9 +22,6 @@ from .ports import PortDeclaration, PortSpec
 from .relations import RelationDeclaration, RelationSpec
 from .secrets import check_secret_field
 from .types import ValueType, value_type
-
-if TYPE_CHECKING:
-    from .model import Model
 
 _ENDPOINT_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -126,34 +124,39 @@ class ModelSpec:
         }
 
 
-def compile_spec(cls: type[Model]) -> ModelSpec:
+def compile_spec(
+    cls: type[BaseModel], base: type[BaseModel], endpoint: str, datasource: str | None
+) -> ModelSpec:
     """Compile a model class into its spec.
+
+    Args:
+        cls: the model class (a pydantic model).
+        base: the framework's base class (``Model``): the fields it declares are the
+            framework's, and its hooks and docstring are not the model's own.
+        endpoint: the class's ``endpoint`` keyword (or its default).
+        datasource: the class's ``datasource`` keyword.
 
     Raises:
         TypeError: a bad endpoint, a reserved or framework name, or an undefined name
             referenced by a declaration.
     """
-    from .model import FRAMEWORK_FIELDS, Model
-
     name = cls.__name__
-    endpoint = cls.__microlib_endpoint__
     if not isinstance(endpoint, str) or not _ENDPOINT_RE.match(endpoint):
         raise TypeError(
             f"{name}: endpoint must be lower-case letters, digits and '_' (it is also the "
             f"table name), got {endpoint!r}"
         )
-    datasource = cls.__microlib_datasource__
     if datasource is not None and (not isinstance(datasource, str) or "://" not in datasource):
         raise TypeError(f"{name}: datasource must be a URL like 'memory://', got {datasource!r}")
 
     fields: dict[str, FieldSpec] = {}
     input_props = _schema(cls, "validation").get("properties", {})
     for fname, info in cls.model_fields.items():
-        if fname in FRAMEWORK_FIELDS:
+        if fname in base.model_fields:
             redeclared = any(
                 fname in vars(k).get("__annotations__", {})
                 for k in cls.__mro__
-                if k is not Model and issubclass(k, Model)
+                if k is not base and issubclass(k, base)
             )
             if redeclared:
                 raise TypeError(f"{name}: field {fname!r} is set by the framework; rename it")
@@ -192,7 +195,7 @@ def compile_spec(cls: type[Model]) -> ModelSpec:
             )
 
     hooks = frozenset(
-        h for h in ("on_update", "on_delete") if getattr(cls, h) is not getattr(Model, h)
+        h for h in ("on_update", "on_delete") if getattr(cls, h) is not getattr(base, h)
     )
     return ModelSpec(
         name=name,
@@ -205,7 +208,7 @@ def compile_spec(cls: type[Model]) -> ModelSpec:
         relations=relations,
         commands=commands,
         has_migrate=callable(getattr(cls, "migrate", None)),
-        doc=inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ is not Model.__doc__ else "",
+        doc=inspect.cleandoc(cls.__doc__ or "") if cls.__doc__ is not base.__doc__ else "",
     )
 
 
@@ -259,7 +262,7 @@ def _jsonable(value: Any) -> Any:
         return repr(value)
 
 
-def _schema(cls: type[Model], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+def _schema(cls: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
     try:
         return cls.model_json_schema(mode=mode)
     except Exception as exc:  # a field type pydantic cannot describe

@@ -54,8 +54,8 @@ from .sql import SqlService, sql_limits
 from .tokens import load_or_create_token
 
 if TYPE_CHECKING:
+    from ..sql_result import SqlResult
     from ..store.deployments import DeploymentLog
-    from ..store.sql import SqlResult
     from .cluster import ClusterLink
     from .deploy import Deployment
     from .repository import Change, Repository

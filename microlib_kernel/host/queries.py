@@ -10,7 +10,7 @@ from .tables import table_schema
 
 if TYPE_CHECKING:
     from ..store.base import DataSource, TableSchema
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
     from .context import HostContext
     from .sql import SqlService
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DeployRefused, MicrolibError, NotFound
-from ..store.duckdb_types import quote
+from ..store.prefixed import count_prefix_mismatches
 from .secrets import (
     KEY_HINT,
     PREFIX,
@@ -182,16 +182,7 @@ async def _count_mismatches(
                 if is_sealed(record.get(name)):
                     counts[name] += 1
         return counts
-    names = sorted(secret) + sorted(plain)
-    sealed = f"starts_with(CAST({{}} AS VARCHAR), '{PREFIX}')"
-    parts = [
-        f"count(*) FILTER (WHERE {quote(n)} IS NOT NULL AND NOT {sealed.format(quote(n))})"
-        for n in sorted(secret)
-    ] + [f"count(*) FILTER (WHERE {sealed.format(quote(n))})" for n in sorted(plain)]
-    result = await asyncio.to_thread(
-        engine.execute, f"SELECT {', '.join(parts)} FROM {quote(table)}"
-    )
-    return dict(zip(names, result.rows[0], strict=True))
+    return await asyncio.to_thread(count_prefix_mismatches, engine, table, PREFIX, secret, plain)
 
 
 def rotate_datasource(url: str, settings: Settings, *, dry_run: bool = False) -> RotationReport:
@@ -204,9 +195,7 @@ def rotate_datasource(url: str, settings: Settings, *, dry_run: bool = False) ->
     Raises:
         MicrolibError: not a DuckDB file, no such file, no key, or the file is in use.
     """
-    import duckdb
-
-    from ..store.filelock import WriterLock
+    from ..store.duckdb_prefixed import rewrite_prefixed_values
     from ..store.registry import scheme_of, url_path
 
     if scheme_of(url) != "duckdb":
@@ -221,61 +210,18 @@ def rotate_datasource(url: str, settings: Settings, *, dry_run: bool = False) ->
         raise MicrolibError(f"no MICROLIB_SECRET_KEY is set; {KEY_HINT}")
     cipher = SecretCipher(settings.secret_key)
     report = RotationReport(dry_run=dry_run)
-    lock = WriterLock(path)
-    lock.acquire(path)
-    try:
-        con = duckdb.connect(str(path), config={"enable_external_access": False})
-        try:
-            _rotate_connection(con, cipher, report, dry_run)
-        finally:
-            con.close()
-    finally:
-        lock.release()
+
+    def rotate(table: str, value: str) -> str | None:
+        index = cipher.key_index(value)
+        if index is None:
+            report.add(table, "unreadable")
+            return None
+        if index == 0:
+            report.add(table, "current")
+            return None
+        rotated = cipher.rotate(value)
+        report.add(table, "rotated")
+        return rotated
+
+    rewrite_prefixed_values(path, PREFIX, rotate, dry_run=dry_run)
     return report
-
-
-def _rotate_connection(con: Any, cipher: SecretCipher, report: RotationReport, dry: bool) -> None:
-    columns = con.execute(
-        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = "
-        "current_database() AND schema_name = 'main' AND data_type = 'VARCHAR' "
-        "AND column_name <> 'id' ORDER BY table_name, column_index"
-    ).fetchall()
-    has_id = {
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND column_name = 'id'"
-        ).fetchall()
-    }
-    con.execute("BEGIN")
-    try:
-        for table, column in columns:
-            if table not in has_id:
-                continue
-            t, c = quote(table), quote(column)
-            rows = con.execute(
-                f"SELECT id, {c} FROM {t} WHERE starts_with({c}, ?)", [PREFIX]
-            ).fetchall()
-            ids, values = [], []
-            for rid, value in rows:
-                index = cipher.key_index(value)
-                if index is None:
-                    report.add(table, "unreadable")
-                elif index == 0:
-                    report.add(table, "current")
-                else:
-                    ids.append(rid)
-                    values.append(cipher.rotate(value))
-                    report.add(table, "rotated")
-            if ids and not dry:
-                con.execute(
-                    f"UPDATE {t} SET {c} = v.new FROM (SELECT unnest($1::VARCHAR[]) AS id, "
-                    f"unnest($2::VARCHAR[]) AS new) AS v WHERE {t}.id = v.id",
-                    [ids, values],
-                )
-        con.execute("ROLLBACK" if dry else "COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    if not dry:
-        con.execute("CHECKPOINT")

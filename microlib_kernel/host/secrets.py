@@ -29,7 +29,7 @@ from .repository import RecordCodec
 
 if TYPE_CHECKING:
     from ..domain.model import Model
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
 
 log = logging.getLogger("microlib_kernel.secrets")
 

@@ -26,8 +26,8 @@ from .secrets import mask_result
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..sql_result import SqlResult
     from ..store.base import DataSource
-    from ..store.sql import SqlResult
 
 #: Seconds ``close()`` waits for interrupted queries to unwind.
 CLOSE_WAIT = 10.0
@@ -57,7 +57,6 @@ class SqlService:
         self.limits = limits or SqlLimits()
         self._engine: SqlEngine | None = primary.sql_engine()
         self._own_engine = self._engine is None
-        self._con: Any = None
         self._mirrored: dict[str, tuple[int, int]] = {}  # table -> (store id, change count)
         #: Whether some published table lives outside the engine (then queries refresh
         #: mirrors on the host loop first).
@@ -67,12 +66,9 @@ class SqlService:
 
     def engine(self) -> SqlEngine:
         if self._engine is None:
-            import duckdb
+            from ..store.sql import memory_sql_engine
 
-            from ..store.sql import DuckDBSqlEngine
-
-            self._con = duckdb.connect(":memory:", config={"enable_external_access": False})
-            self._engine = DuckDBSqlEngine(self._con)
+            self._engine = memory_sql_engine()
         return self._engine
 
     def needs_mirror(self, store: DataSource) -> bool:
@@ -137,7 +133,5 @@ class SqlService:
                 while self._running and time.monotonic() < deadline:
                     self._idle.wait(deadline - time.monotonic())
         if self._own_engine and self._engine is not None:
-            self._engine.close()
-            if self._con is not None:
-                self._con.close()
+            self._engine.close()  # and its in-memory database
         self._engine = None if self._own_engine else self._engine

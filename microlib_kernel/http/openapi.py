@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from ..version import __version__
 from .openapi_common import ADMIN_PATHS, COMMON_SCHEMAS, error_responses
 from .openapi_deploy import DEPLOY_PATHS, DEPLOY_SCHEMAS, DEPLOY_SECURITY
 from .openapi_paths import IF_MATCH_PATTERN, ModelPaths

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import __version__
 from ..errors import ValidationFailed
+from ..version import __version__
 from .auth import principal_of
 from .responses import JSONResponse, read_object
 

@@ -18,7 +18,7 @@ import httpx
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 
-from .. import __version__
+from ..version import __version__
 from .handlers import handlers
 from .registry import ServerRegistration, register_server, unregister_server
 

@@ -57,7 +57,7 @@ class JupyterPresence:
             token_file = str((settings.home_path / TOKEN_FILE).resolve())
         elif os.environ.get(registry.TOKEN_ENV) == settings.deploy_token:
             token_env = registry.TOKEN_ENV
-        from .. import __version__
+        from ..version import __version__
 
         reg = HostRegistration(
             kernel_id=self.kernel_id,

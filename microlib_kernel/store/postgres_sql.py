@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import BadQuery, DatasourceUnavailable, QueryTimeout
+from ..sql_result import SqlResult
 from .base import SqlEngine, TableSchema
 from .postgres_pool import Freshness, checkout_sync
 
@@ -113,7 +114,7 @@ class PostgresSqlEngine(SqlEngine):
         import psycopg
         from psycopg_pool import PoolTimeout
 
-        from .sql import SqlResult, _fetch
+        from .sql import _fetch
 
         sql, values = translate(check_query(query), params)
         start = time.perf_counter()

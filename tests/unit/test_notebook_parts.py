@@ -29,7 +29,7 @@ from microlib_kernel.notebook.displays import (
 )
 from microlib_kernel.notebook.kernelspec import kernel_json
 from microlib_kernel.notebook.session import NotebookSession, ServeOutcome
-from microlib_kernel.store.sql import SqlResult
+from microlib_kernel.sql_result import SqlResult
 
 
 @pytest.mark.parametrize(
