@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from .tables import table_schema
 
 if TYPE_CHECKING:
-    from ..store.base import DataSource, TableSchema
     from ..sql_result import SqlResult
+    from ..store.base import DataSource, TableSchema
     from .context import HostContext
     from .sql import SqlService
 
