@@ -76,20 +76,20 @@ class LocalTarget:
         for fname, fn in functions.items():
             self.host.adapters.register(f"{name}.{fname}", fn)
         bound = [f"{name}.{f}" for f in functions]
-        self.record("adapter", bound)
+        self._record("adapter", bound)
         return f"adapters bound: {', '.join(bound)} (ports look them up at call time)"
 
     def publish_service(self, name: str, obj: Any, source: str) -> str:
         self.host.services.register(name, obj)
-        self.record("service", [name])
+        self._record("service", [name])
         return f"service {name} registered: {type(obj).__name__} (injected as {name}=)"
 
     def publish_module(self, name: str, source: str) -> str:
         # The kernel is this host's process: the cell's module is installed already.
-        self.record("module", [name])
+        self._record("module", [name])
         return f"module microlib_modules.{name} installed (also bound as {name})"
 
-    def record(self, kind: str, names: list[str]) -> None:
+    def _record(self, kind: str, names: list[str]) -> None:
         """Log an adapter, service or module cell in the host's deployment log."""
         from ..host.deploy import Deployment
 
