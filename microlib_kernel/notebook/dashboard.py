@@ -107,7 +107,7 @@ class Dashboard:
         host = self.session.host
         if models:
             self.models.value = render_models(
-                await self.session.models_async(), self.session.browser_api_url()
+                await self.session.local.models_async(), self.session.serving.browser_api_url()
             )
             api = host.api_url or "not serving"
             self.header.value = (

@@ -20,7 +20,8 @@ from IPython.core.error import UsageError
 from ..errors import MicrolibError, ServiceUnavailable
 from ..host.exit import close_at_exit
 from .magics import MicrolibMagics
-from .session import TARGET_ENV, NotebookSession
+from .session import NotebookSession
+from .targets import TARGET_ENV
 
 WAIT_ENV = "MICROLIB_TARGET_WAIT"
 

@@ -24,6 +24,7 @@ from .subcommands import SUBCOMMANDS, Subcommand, help_text, subcommand, unknown
 
 if TYPE_CHECKING:
     from .session import NotebookSession
+    from .targets import Target
 
 __all__ = ["SUBCOMMANDS", "MicrolibMagics", "Subcommand", "help_text", "subcommand", "unknown"]
 
@@ -57,7 +58,13 @@ class MicrolibMagics(Magics):
 
     @property
     def host(self) -> Any:
+        """The in-kernel host (``serve``, ``events``, ``load``, ``diagram`` act on it)."""
         return self.session.host
+
+    @property
+    def target(self) -> Target:
+        """Where cells publish and ``status``, ``models``, ``rollback``... act."""
+        return self.session.target
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -87,20 +94,16 @@ def _model(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Non
     names = [c.__name__ for c in classes.values()]
     if not run.success:
         run.restore(classes)  # the names keep pointing at the classes still serving
-        raise _nothing(f"the cell raised {run.failure()}", m.session.serving(names))
+        raise _nothing(f"the cell raised {run.failure()}", m.target.keeps_serving(names))
     if not classes:
         raise UsageError("the cell defines no Model subclass; nothing published")
-    remote, shown = m.session.remote, list(classes.values())
+    target, shown = m.target, list(classes.values())
     try:
-        if remote is None:
-            published = m.session.publish_models(shown, args.version)
-        else:  # validated here (the classes compiled), published there, from the source
-            published = remote.publish(cell or "", kind="model", version=args.version, models=names)
+        published = target.publish_models(shown, cell or "", args.version)
     except MicrolibError as exc:
         run.restore(classes)
-        raise _nothing(exc.message, m.session.serving(names)) from None
-    after = m.session.after_publish if remote is None else m.session.after_remote_publish
-    display(after(published, shown))
+        raise _nothing(exc.message, target.keeps_serving(names)) from None
+    display(target.published_display(published, shown))
 
 
 @subcommand("adapter", cell=True)
@@ -115,16 +118,7 @@ def _adapter(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
     functions = cells.callables_bound(run, cell or "")
     if not functions:
         raise UsageError("the cell defines no function; nothing bound")
-    if m.session.remote is not None:
-        m.session.remote.publish(cell or "", kind="adapter", name=name)
-        bound = ", ".join(f"{name}.{f}" for f in functions)
-        display(Message(f"adapters deployed to {m.session.remote.url}: {bound}"))
-        return
-    for fname, fn in functions.items():
-        m.host.adapters.register(f"{name}.{fname}", fn)
-    m.session.record("adapter", [f"{name}.{f}" for f in functions])
-    bound = ", ".join(f"{name}.{f}" for f in functions)
-    display(Message(f"adapters bound: {bound} (ports look them up at call time)"))
+    display(Message(m.target.publish_adapters(name, functions, cell or "")))
 
 
 @subcommand("service", cell=True)
@@ -138,13 +132,7 @@ def _service(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> N
         raise UsageError(f"nothing registered: the cell raised {run.failure()}")
     obj = cells.service_bound(run, name)
     m.user_ns[name] = obj
-    if m.session.remote is not None:
-        m.session.remote.publish(cell or "", kind="service", name=name)
-        display(Message(f"service {name} deployed to {m.session.remote.url}"))
-        return
-    m.host.services.register(name, obj)
-    m.session.record("service", [name])
-    display(Message(f"service {name} registered: {type(obj).__name__} (injected as {name}=)"))
+    display(Message(m.target.publish_service(name, obj, cell or "")))
 
 
 @subcommand("module", cell=True)
@@ -155,13 +143,7 @@ def _module(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> No
     name = _identifier(args.name, "module")
     module = cells.run_module(m.shell, name, cell or "")
     m.user_ns[name] = module
-    if m.session.remote is not None:
-        m.session.remote.publish(cell or "", kind="module", name=name)
-        where = f"deployed to {m.session.remote.url} and importable here"
-    else:
-        m.session.record("module", [name])
-        where = "installed"
-    display(Message(f"module microlib_modules.{name} {where} (also bound as {name})"))
+    display(Message(m.target.publish_module(name, cell or "")))
 
 
 @subcommand("sql", cell=True)
@@ -174,7 +156,7 @@ def _sql(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Any:
         raise UsageError("the cell holds no query")
     if args.output is not None:
         _identifier(args.output, "-o variable")
-    result = m.session.sql(query, cells.bind_sql_parameters(query, m.user_ns))
+    result = m.target.sql(query, cells.bind_sql_parameters(query, m.user_ns))
     if args.output is not None:
         m.user_ns[args.output] = result
     return result
@@ -185,8 +167,8 @@ def _sql(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Any:
 
 def _model_rows(m: MicrolibMagics, *, routes: bool) -> list[list[Any]]:
     rows = []
-    for item in m.session.models():
-        endpoint = (f"/{item['endpoint']}", m.session.endpoint_url(item["endpoint"]))
+    for item in m.target.models():
+        endpoint = (f"/{item['endpoint']}", m.target.endpoint_url(item["endpoint"]))
         if routes:
             weights = ", ".join(f"{v}={w:g}" for v, w in item["routes"].items())
             versions = ", ".join(item["versions"])
@@ -203,19 +185,11 @@ def _model_rows(m: MicrolibMagics, *, routes: bool) -> list[list[Any]]:
 @magic_arguments()
 def _status(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Report:
     """Host URL, datasource, and each model with its version, count and endpoint."""
-    remote = m.session.remote
-    if remote is not None:
-        title = f"microlib remote host · API {remote.api_url} (%microlib disconnect)"
-    else:
-        api = m.host.api_url or "not serving (%microlib serve)"
-        title = (
-            f"microlib host · {m.host.datasource.describe()} · API {api}"
-            f"{m.session.through_jupyter()}"
-        )
+    title = m.target.status_title()
     rows = _model_rows(m, routes=False)
     note = "" if rows else "no model published yet: define one in a %%microlib model cell"
     parts = [Table(title, ["model", "version", "count", "endpoint"], rows, note)]
-    ports = [port_row(p) for p in m.session.ports_report()]
+    ports = [port_row(p) for p in m.target.ports_report()]
     if ports:
         parts.append(Table("ports", ["model", "port", "adapter", "state"], ports))
     return Report(parts)
@@ -237,9 +211,9 @@ def _models(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Ta
 def _serve(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Start the background HTTP API (it starts by itself on the first publish)."""
     outcome = m.session.serve(args.port, args.bind)
-    api, browser = m.host.api_url, m.session.browser_api_url()
+    api, browser = m.host.api_url, m.session.serving.browser_api_url()
     return Message(
-        f"{outcome.message()} (API {api}{m.session.through_jupyter()})",
+        f"{outcome.message()} (API {api}{m.session.serving.through_jupyter()})",
         {
             api: api,
             **({browser: browser} if browser else {}),
@@ -260,7 +234,7 @@ def _stop(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mess
 @argument("version", nargs="?", metavar="VERSION", help="default: the one before")
 def _rollback(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Make an earlier version of a model active."""
-    entry = m.session.rollback(args.model, args.version)
+    entry = m.target.rollback(args.model, args.version)
     return Message(f"{entry['name']} {entry['active']} is active")
 
 
@@ -279,7 +253,7 @@ def _route(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mes
             weights[version] = float(weight)
         except ValueError:
             raise UsageError(f"weights look like 1.0.1=10, got {item!r}") from None
-    entry = m.session.route(args.model, weights)
+    entry = m.target.route(args.model, weights)
     split = ", ".join(f"{v}={w:g}" for v, w in entry["routes"].items())
     return Message(f"{entry['name']} routes: {split}")
 
@@ -289,7 +263,7 @@ def _route(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Mes
 @argument("model", metavar="MODEL", help="model class name (any case)")
 def _unpublish(m: MicrolibMagics, args: argparse.Namespace, cell: str | None) -> Message:
     """Remove a model's endpoints; its table and data stay (SQL still reads them)."""
-    entry = m.session.unpublish(args.model)
+    entry = m.target.unpublish(args.model)
     return Message(f"{entry['name']} unpublished: /{entry['endpoint']} answers 404; its data stays")
 
 

@@ -5,7 +5,8 @@ classes and functions, and mistakes show as normal tracebacks), but nothing is
 published to the in-kernel host: the cell's *source* goes to the remote host through
 ``POST /deploy`` (:meth:`HostClient.deploy`), which runs it in a fresh module there.
 ``status``, ``models``, ``rollback``, ``route``, ``unpublish`` and ``sql`` act on the
-remote host.
+remote host. :class:`RemoteTarget` has the shape of the in-kernel one
+(:class:`~.targets.Target`), so the session swaps one for the other.
 
 A kernel whose environment has ``MICROLIB_TARGET_URL`` connects when the extension
 loads (how ``microlib deploy`` runs a notebook with papermill), and every successful
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
@@ -29,13 +30,17 @@ from ..client import HostClient
 from ..errors import DeployRefused, MicrolibError, Unauthorized
 from ..host.deploy import Published
 from ..host.tokens import find_deploy_token
-from .session import RECORD_ENV, TARGET_ENV
+from .targets import RECORD_ENV, TARGET_ENV
+
+if TYPE_CHECKING:
+    from ..store.sql import SqlResult
+    from .displays import PublishedDisplay
 
 __all__ = ["RECORD_ENV", "TARGET_ENV", "RemoteTarget"]
 
 
 class RemoteTarget:
-    """A remote host the notebook's cells are deployed to.
+    """A remote host the notebook's cells are deployed to (a :class:`~.targets.Target`).
 
     Args:
         client: a client holding the deploy token.
@@ -98,12 +103,47 @@ class RemoteTarget:
     def api_url(self) -> str:
         return self.client.url + self.client.api_root
 
-    def endpoint_url(self, endpoint: str) -> str:
-        return f"{self.api_url}/models/{endpoint}"
+    # -- publishing a cell (validated in the kernel, published here from its source) -----
 
-    # -- publishing ------------------------------------------------------------------------
+    def publish_models(
+        self, classes: list[type[Any]], source: str, version: str | None
+    ) -> list[Published]:
+        """Deploy a model cell's source; ``classes`` name the models (for the record)."""
+        names = [c.__name__ for c in classes]
+        return self.deploy(source, kind="model", version=version, models=names)
 
-    def publish(
+    def published_display(
+        self, published: list[Published], classes: list[type[Any]]
+    ) -> PublishedDisplay:
+        """A display of what a connected cell published on the remote host."""
+        from .displays import PublishedDisplay, published_models
+
+        urls: dict[str, str | None] = {
+            p.endpoint: self.endpoint_url(p.endpoint) for p in published if p.endpoint
+        }
+        note = f"deployed to {self.url} (%microlib disconnect publishes here again)"
+        models = published_models(published, classes, urls)
+        return PublishedDisplay(models, f"{self.api_url}/openapi.json", note)
+
+    def publish_adapters(
+        self, name: str, functions: Mapping[str, Callable[..., Any]], source: str
+    ) -> str:
+        self.deploy(source, kind="adapter", name=name)
+        bound = ", ".join(f"{name}.{f}" for f in functions)
+        return f"adapters deployed to {self.url}: {bound}"
+
+    def publish_service(self, name: str, obj: Any, source: str) -> str:
+        self.deploy(source, kind="service", name=name)
+        return f"service {name} deployed to {self.url}"
+
+    def publish_module(self, name: str, source: str) -> str:
+        self.deploy(source, kind="module", name=name)
+        return (
+            f"module microlib_modules.{name} deployed to {self.url} and importable here "
+            f"(also bound as {name})"
+        )
+
+    def deploy(
         self,
         source: str,
         *,
@@ -164,7 +204,21 @@ class RemoteTarget:
             fh.flush()
             os.fsync(fh.fileno())
 
-    # -- what the magics show and drive ---------------------------------------------------
+    # -- versions and SQL ---------------------------------------------------------------
+
+    def rollback(self, model: str, version: str | None) -> dict[str, Any]:
+        return self.client.rollback(model, version)
+
+    def route(self, model: str, weights: dict[str, float]) -> dict[str, Any]:
+        return self.client.route(model, weights)
+
+    def unpublish(self, model: str) -> dict[str, Any]:
+        return self.client.unpublish(model)
+
+    def sql(self, query: str, params: dict[str, Any] | None) -> SqlResult:
+        return self.client.sql(query, to_jsonable_python(params) if params else None)
+
+    # -- what the host holds ----------------------------------------------------------------
 
     def models(self) -> list[dict[str, Any]]:
         """``/config`` entries of the remote models, each with its row ``count``."""
@@ -177,15 +231,15 @@ class RemoteTarget:
             out.append(item)
         return out
 
-    def ports_report(self, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows like ``host.ports.report()`` from ``/config`` entries."""
+    def ports_report(self) -> list[dict[str, Any]]:
+        """Rows like ``host.ports.report()`` from the ``/config`` entries."""
         return [
             {"model": m["name"], "port": name, **port}
-            for m in models
+            for m in self.client.models()
             for name, port in (m.get("ports") or {}).items()
         ]
 
-    def serving(self, names: list[str]) -> str:
+    def keeps_serving(self, names: list[str]) -> str:
         """``"Order 1.0.2 keeps serving on URL"`` for the models among ``names`` that serve."""
         try:
             models = self.client.models()
@@ -195,8 +249,11 @@ class RemoteTarget:
         found = [f"{m['name']} {m['active']}" for m in models if m["name"].lower() in wanted]
         return f"{', '.join(found)} keeps serving on {self.url}" if found else ""
 
-    def sql(self, query: str, params: dict[str, Any] | None) -> Any:
-        return self.client.sql(query, to_jsonable_python(params) if params else None)
+    def endpoint_url(self, endpoint: str) -> str:
+        return f"{self.api_url}/models/{endpoint}"
+
+    def status_title(self) -> str:
+        return f"microlib remote host · API {self.api_url} (%microlib disconnect)"
 
     def close(self) -> None:
         self.client.close()

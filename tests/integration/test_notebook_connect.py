@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from microlib_kernel.notebook.extension import session_of
+from microlib_kernel.notebook.remote import RemoteTarget
 from tests.deploy_support import DeployHost, open_deploy_host
 from tests.integration.test_notebook_shell import ORDER, ok, plain, run, usage_error
 from tests.notebook_support import Kernel, fresh_shell
@@ -59,11 +60,11 @@ def test_connect_checks_the_host_and_the_token(
     message = usage_error(ip, "%microlib connect http://127.0.0.1:9", capsys)
     assert "no host answers at http://127.0.0.1:9" in message
     session = session_of(ip)
-    assert session is not None and session.remote is None
+    assert session is not None and session.target is session.local
     capsys.readouterr()
     shown = ok(ip, f"%microlib connect {remote.url} --token {remote.token}").result
     assert f"connected to {remote.api}" in repr(shown)
-    assert session.remote is not None and session.remote.url == remote.url
+    assert isinstance(session.target, RemoteTarget) and session.target.url == remote.url
 
 
 def test_cells_publish_to_the_remote_host_only(

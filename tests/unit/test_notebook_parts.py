@@ -28,7 +28,8 @@ from microlib_kernel.notebook.displays import (
     annotation_text,
 )
 from microlib_kernel.notebook.kernelspec import kernel_json
-from microlib_kernel.notebook.session import NotebookSession, ServeOutcome
+from microlib_kernel.notebook.serving import ServeOutcome
+from microlib_kernel.notebook.session import NotebookSession
 from microlib_kernel.sql_result import SqlResult
 
 
@@ -200,7 +201,7 @@ def test_kernel_json_loads_the_extension() -> None:
 
 
 class FakeHost:
-    """Just what ``NotebookSession.serve`` uses of a host."""
+    """Just what ``NotebookSession.serve`` (``HostServing``) uses of a host."""
 
     def __init__(self, port: int, serve: bool = True, busy_on_bind: set[int] | None = None):
         from microlib_kernel.config import Settings
@@ -234,7 +235,7 @@ def test_first_publish_skips_a_busy_port_and_says_so() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         host = FakeHost(port)
-        outcome = session_with(host).serve_after_publish()
+        outcome = session_with(host).serving.serve_after_publish()
     assert outcome is not None
     # Ports after it may be taken too on a shared machine: they are skipped the same way.
     assert outcome.busy[0] == port and outcome.busy == list(range(port, port + len(outcome.busy)))
@@ -260,7 +261,7 @@ def test_serve_is_idempotent_and_an_explicit_port_is_not_replaced() -> None:
 
 def test_serving_can_be_turned_off() -> None:
     host = FakeHost(free_port(), serve=False)
-    assert session_with(host).serve_after_publish() is None and host.calls == []
+    assert session_with(host).serving.serve_after_publish() is None and host.calls == []
 
 
 def test_serve_outcome_messages() -> None:
