@@ -17,7 +17,7 @@ from .targets import WHO
 
 if TYPE_CHECKING:
     from ..host import Host, Published
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
     from .displays import PublishedDisplay
     from .serving import HostServing
 

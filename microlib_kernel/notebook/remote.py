@@ -33,7 +33,7 @@ from ..host.tokens import find_deploy_token
 from .targets import RECORD_ENV, TARGET_ENV
 
 if TYPE_CHECKING:
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
     from .displays import PublishedDisplay
 
 __all__ = ["RECORD_ENV", "TARGET_ENV", "RemoteTarget"]

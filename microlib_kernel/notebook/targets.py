@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..host import Published
-    from ..store.sql import SqlResult
+    from ..sql_result import SqlResult
     from .displays import PublishedDisplay
 
 #: How notebook publishes are signed in the deployment log (``GET /deploy``).
