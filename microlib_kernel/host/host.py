@@ -19,34 +19,28 @@ SQL, and the HTTP edge gets a :class:`~.api.HostApi`, never the ``Host``.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import GC_THRESHOLDS, Settings
-from ..domain.events import Event, EventBroker
+from ..config import Settings
+from ..domain.events import Event
 from ..domain.model import Model
 from ..errors import MicrolibError, NotFound
-from ..store.cache import InstanceCache
 from ..store.deployments import open_deployment_log
-from ..store.registry import scheme_of
-from .adapters import AdapterRegistry, ServiceRegistry
 from .api import HostApi
-from .cluster import default_node_id
 from .commands import CommandRunner
 from .config_view import ConfigView
-from .context import Clock, HostContext, SystemClock
+from .context import Clock
 from .deploy import Published
-from .loop import HostLoop
+from .lifecycle import host_settings, new_context, settle, shut_down
 from .ports import PortRunner
 from .publishing import PublishPipeline
 from .queries import SqlQueries
-from .registry import ModelEntry, VersionRegistry
+from .registry import ModelEntry
 from .relations import RelationResolver
-from .repositories import Repositories
 from .rollout import Rollout
 from .runtime import ModelServices
 from .secret_keeper import SecretKeeper
@@ -92,41 +86,14 @@ class Host:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        given: dict[str, Any] = {
-            "datasource": datasource,
-            "api_root": api_root,
-            "port": port,
-            "bind": bind,
-        }
-        if settings is None:
-            settings = Settings.load(**given)
-        else:
-            settings = settings.replace(**{k: v for k, v in given.items() if v is not None})
-        scheme_of(settings.datasource)  # a bad URL fails before any thread starts
-        if settings.tune_gc:
-            import gc
-
-            gc.set_threshold(*GC_THRESHOLDS)
-        clock = clock or SystemClock()
-        rng = rng or random.Random()
-        events, cache = EventBroker(), InstanceCache(settings.cache_size)
-        self.ctx = ctx = HostContext(
-            settings=settings,
-            loop=HostLoop(),
-            registry=VersionRegistry(keep=settings.keep_versions, rng=rng),
-            repositories=Repositories(settings, cache, events, clock.now),
-            events=events,
-            cache=cache,
-            adapters=AdapterRegistry(),
-            services=ServiceRegistry(),
-            clock=clock,
-            rng=rng,
-            node=settings.node or default_node_id(),
+        settings = host_settings(
+            settings, datasource=datasource, api_root=api_root, port=port, bind=bind
         )
+        self.ctx = ctx = new_context(settings, clock, rng)
         # The context's parts, for callers of the Host (the same objects, never rebound).
-        self.settings, self.loop, self.events, self.cache = settings, ctx.loop, events, cache
-        self.registry, self.adapters, self.services = ctx.registry, ctx.adapters, ctx.services
-        self.node = ctx.node
+        self.settings, self.loop, self.node = settings, ctx.loop, ctx.node
+        self.registry, self.events, self.cache = ctx.registry, ctx.events, ctx.cache
+        self.adapters, self.services = ctx.adapters, ctx.services
         self.url: str | None = None
         self.server: Any = None
         self._deploy_token: str | None = None
@@ -335,16 +302,7 @@ class Host:
 
     async def idle(self, timeout: float | None = 10.0) -> None:
         """Wait until event handlers (and the port flows they run) have finished."""
-        await self.loop.call(self._settle, timeout)
-
-    async def _settle(self, timeout: float | None) -> None:
-        # Handlers start port flows and flows emit events: wait until both are quiet.
-        async with asyncio.timeout(timeout):
-            while True:
-                await self.events.settle(None)
-                await self.ports.settle()
-                if not self.events.busy and not self.ports.busy:
-                    return
+        await self.loop.call(settle, self.ctx, self.ports, timeout)
 
     def sql(self, query: str, params: Any = None, *, timeout: float | None = None) -> SqlResult:
         """Read-only SQL over every model table (DuckDB; PostgreSQL on a postgresql:// host).
@@ -442,33 +400,12 @@ class Host:
         except Exception:
             log.exception("stopping the HTTP server failed")
         try:
-            self.loop.run(self._close_async(), timeout=60)
+            self.loop.run(shut_down(self.ctx, self.ports, self.rollout, self.queries), timeout=60)
         except Exception:
             log.exception("closing the host failed")
         finally:
             self.ctx.state.closed = True
             self.loop.stop()
-
-    async def _close_async(self) -> None:
-        try:
-            await self._settle(timeout=5)
-        except TimeoutError:
-            log.warning("event handlers still running at close")
-        await self.ports.close()
-        if self.cluster is not None:
-            await self.cluster.close()
-        for remote in self.remotes.values():
-            await remote.close()
-        self.queries.service.close()
-        if self.deployment_log is not None:
-            self.deployment_log.close()
-        await self.ctx.repositories.close()
-        try:
-            # The loop's worker threads (sources run at publish, sync commands, SQL)
-            # end with the host, not at interpreter exit.
-            await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), 10)
-        except TimeoutError:
-            log.warning("worker threads still busy at close")
 
     def __enter__(self) -> Host:
         return self
