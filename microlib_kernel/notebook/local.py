@@ -49,7 +49,7 @@ class LocalTarget:
         self, classes: list[type[Any]], source: str, version: str | None
     ) -> list[Published]:
         """Publish the classes themselves (``source`` is not run a second time)."""
-        return self.host.loop.run(self.host.publish_async(classes, version=version, who=WHO))
+        return self.host.publish(classes, version=version, who=WHO)
 
     def published_display(
         self, published: list[Published], classes: list[type[Any]]
@@ -103,10 +103,10 @@ class LocalTarget:
     # -- versions and SQL ---------------------------------------------------------------
 
     def rollback(self, model: str, version: str | None) -> dict[str, Any]:
-        return self.host.loop.run(self.host.rollback_async(model, version, who=WHO))
+        return self.host.rollback(model, version, who=WHO)
 
     def route(self, model: str, weights: dict[str, float]) -> dict[str, Any]:
-        return self.host.loop.run(self.host.route_async(model, weights, who=WHO))
+        return self.host.route(model, weights, who=WHO)
 
     def unpublish(self, model: str) -> dict[str, Any]:
         async def unpublish() -> dict[str, Any]:
