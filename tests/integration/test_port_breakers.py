@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from microlib_kernel import (
     ValidationFailed,
     port,
 )
+from tests.host_support import HostOptions
 from tests.ports_support import FakeService, event_names
 
 pytestmark = pytest.mark.anyio
@@ -36,11 +36,14 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def host(clock: Clock) -> Iterator[Host]:
-    h = Host("memory://")
-    h.ports.clock = clock
-    yield h
-    h.close()
+def host_options() -> HostOptions:
+    return HostOptions("memory://")
+
+
+@pytest.fixture(autouse=True)
+def port_clock(host: Host, clock: Clock) -> None:
+    """The ports' breakers read the test's clock."""
+    host.ports.clock = clock
 
 
 @pytest.fixture
