@@ -19,6 +19,7 @@ from microlib_kernel.domain.query import Query
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, DataSource, TableSchema, WriteOp, create_datasource
 from microlib_kernel.store.base import CAPABILITIES
+from microlib_kernel.store.registry import datasource_class, register_datasource
 from tests.datasource_support import registered_datasources, requires
 
 pytestmark = pytest.mark.anyio
@@ -204,6 +205,21 @@ def test_unknown_scheme_lists_the_valid_ones(tmp_path: Path) -> None:
         create_datasource("mongodb://x", Settings.load(cwd=tmp_path, env={}))
     with pytest.raises(DatasourceError, match="not a URL"):
         create_datasource("just-a-path.duckdb", Settings.load(cwd=tmp_path, env={}))
+
+
+def test_the_registry_tells_a_scheme_s_class_without_opening_one() -> None:
+    from microlib_kernel.store import registry
+    from microlib_kernel.store.memory import MemoryStore
+
+    assert datasource_class("memory") is MemoryStore
+    assert datasource_class("postgres") is datasource_class("POSTGRESQL") is not None
+    register_datasource("plainfn", lambda url, settings: MemoryStore(url))
+    try:
+        assert datasource_class("plainfn") is None  # a function does not say what it makes
+    finally:
+        registry._FACTORIES.pop("plainfn", None)
+    with pytest.raises(DatasourceError, match=r"valid schemes: .*duckdb"):
+        datasource_class("mongodb")
 
 
 async def test_file_store_never_leaves_its_folder(tmp_path: Path) -> None:
