@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 import pytest
 
 SERVER = os.environ.get("MICROLIB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -20,18 +21,12 @@ SERVER = os.environ.get("MICROLIB_TEST_POSTGRES", "postgresql://postgres@127.0.0
 REQUIRE = os.environ.get("MICROLIB_REQUIRE_SERVICES") == "1"
 
 
-def _admin() -> object:
-    import psycopg
-
+def _admin() -> psycopg.Connection:
     return psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=3)
 
 
 def unreachable() -> str | None:
     """Why PostgreSQL cannot be used for tests, or ``None``."""
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed (pip install -e '.[dev]')"
     try:
         with _admin():
             return None
@@ -54,10 +49,10 @@ def temporary_database() -> Iterator[str]:
     """Create a database with a random name; yields its URL; drops it afterwards."""
     require_postgres()
     name = f"microlib_test_{secrets.token_hex(6)}"
-    with _admin() as admin:  # type: ignore[attr-defined]
+    with _admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"{SERVER}/{name}"
     finally:
-        with _admin() as admin:  # type: ignore[attr-defined]
+        with _admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -16,6 +16,10 @@ Contract (checked by ``tests/contract``, which every store passes):
 * Unknown tables read as empty; ``ensure_table`` creates a table or adds the columns
   a schema gained, filling them with their defaults, and keeps removed columns.
 * SQL is a capability: ``sql_engine()`` returns an engine or ``None``.
+
+What a store does beyond that contract it declares in :attr:`DataSource.capabilities`
+(names from :data:`CAPABILITIES`); the contract suite runs each optional test on the
+stores that declare what it needs, and checks the declarations it can observe.
 """
 
 from __future__ import annotations
@@ -33,7 +37,28 @@ if TYPE_CHECKING:
 
 WriteKind = Literal["upsert", "delete"]
 
-__all__ = ["Column", "DataSource", "Query", "SchemaChange", "SqlEngine", "TableSchema", "WriteOp"]
+__all__ = [
+    "CAPABILITIES",
+    "Column",
+    "DataSource",
+    "Query",
+    "SchemaChange",
+    "SqlEngine",
+    "TableSchema",
+    "WriteOp",
+]
+
+#: What a store may do beyond the contract every store meets, by name:
+#:
+#: * ``durable``: what was written through a URL naming a place (a file, a folder, a
+#:   database) is there again after the store is closed and opened anew.
+#: * ``checks_revisions``: the store itself refuses a write whose ``expect_revision``
+#:   does not match (:class:`~microlib_kernel.errors.Conflict`); without it the
+#:   repository's per-instance serialisation is the only check.
+#: * ``sql``: :meth:`DataSource.sql_engine` gives the store's own SQL engine once open.
+#: * ``shared``: several processes use the same data at once (not :attr:`exclusive`;
+#:   :meth:`DataSource.lease_store` gives their shared flow leases).
+CAPABILITIES = frozenset({"durable", "checks_revisions", "sql", "shared"})
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,8 @@ class DataSource(abc.ABC):
     #: Whether every committed write bumps :meth:`change_count` before it is
     #: acknowledged (then responses can be cached until the count moves).
     counts_changes: ClassVar[bool] = False
+    #: What this store does beyond the contract (names from :data:`CAPABILITIES`).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -74,6 +74,8 @@ class DuckDBStore(DataSource):
 
     scheme = "duckdb"
     counts_changes = True
+    # Single-writer: the repository checks revisions, so this store does not.
+    capabilities = frozenset({"durable", "sql"})
 
     def __init__(self, url: str, path: Path | None, *, commit_batch: int = 5000) -> None:
         super().__init__(url)

@@ -28,6 +28,7 @@ class FileStore(MemoryStore):
     """JSON documents in a folder tree, cached whole in memory."""
 
     scheme = "file"
+    capabilities = frozenset({"checks_revisions", "durable"})
 
     def __init__(self, url: str, root: Path) -> None:
         super().__init__(url)

@@ -18,6 +18,7 @@ class MemoryStore(DataSource):
 
     scheme = "memory"
     counts_changes = True
+    capabilities = frozenset({"checks_revisions"})
 
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)

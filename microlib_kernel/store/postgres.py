@@ -65,6 +65,7 @@ class PostgresStore(DataSource):
 
     scheme = "postgresql"
     exclusive = False
+    capabilities = frozenset({"checks_revisions", "durable", "shared", "sql"})
 
     def __init__(
         self,

@@ -74,7 +74,27 @@ def create_datasource(url: str, settings: Settings) -> DataSource:
     Raises:
         DatasourceError: the scheme is unknown (the message lists the valid ones).
     """
-    scheme = scheme_of(url)
+    return _factory(scheme_of(url), f" in {url!r}")(url, settings)
+
+
+def datasource_class(scheme: str) -> type[DataSource] | None:
+    """The :class:`DataSource` class that ``scheme``'s URLs open, found without opening one.
+
+    Known when the scheme's factory is a class's ``from_url`` (every built-in store's
+    is), so its class attributes (``capabilities``) can be read; ``None`` for any other
+    factory, whose class shows only once it is called.
+
+    Raises:
+        DatasourceError: the scheme is unknown, or its store needs a package that is not
+            installed.
+    """
+    from .base import DataSource
+
+    owner = getattr(_factory(scheme.lower()), "__self__", None)
+    return owner if isinstance(owner, type) and issubclass(owner, DataSource) else None
+
+
+def _factory(scheme: str, where: str = "") -> Factory:
     factory = _FACTORIES.get(scheme)
     if factory is None and scheme in _BUILTIN:
         factory = _load(_BUILTIN[scheme])
@@ -85,10 +105,10 @@ def create_datasource(url: str, settings: Settings) -> DataSource:
                 break
     if factory is None:
         raise DatasourceError(
-            f"no datasource for scheme {scheme!r} in {url!r}; valid schemes: "
+            f"no datasource for scheme {scheme!r}{where}; valid schemes: "
             + ", ".join(available_schemes())
         )
-    return factory(url, settings)
+    return factory
 
 
 def _load(target: str) -> Factory:

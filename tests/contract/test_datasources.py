@@ -1,10 +1,13 @@
-"""The DataSource contract: every store (memory, file, DuckDB on disk, PostgreSQL) passes
-these tests. PostgreSQL runs on a throwaway database (tests/pg_support.py)."""
+"""The DataSource contract: every registered store passes these tests.
+
+The stores come from the registry (tests/datasource_support.py): memory, file, DuckDB
+on disk, PostgreSQL on a throwaway database (tests/pg_support.py), and any store
+registered later. Tests of optional behaviour say which capability they need.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +18,9 @@ from microlib_kernel.config import Settings
 from microlib_kernel.domain.query import Query
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, DataSource, TableSchema, WriteOp, create_datasource
-from tests.pg_support import temporary_database
+from microlib_kernel.store.base import CAPABILITIES
+from microlib_kernel.store.registry import datasource_class, register_datasource
+from tests.datasource_support import registered_datasources, requires
 
 pytestmark = pytest.mark.anyio
 
@@ -51,20 +56,34 @@ def rec(i: int, **extra: object) -> dict:
     return base | extra
 
 
-URLS = ["memory://", "file:///store-dir", "duckdb:///store.duckdb", "postgresql"]
-
-
-@pytest.fixture(params=URLS, ids=["memory", "file", "duckdb", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DataSource]:
-    with contextlib.ExitStack() as stack:
-        url = request.param
-        if url == "postgresql":
-            url = stack.enter_context(temporary_database())
-        ds = create_datasource(url, Settings.load(cwd=tmp_path, env={}))
-        await ds.open()
+@pytest.fixture
+async def store(datasource_url: str, tmp_path: Path) -> AsyncIterator[DataSource]:
+    ds = create_datasource(datasource_url, Settings.load(cwd=tmp_path, env={}))
+    await ds.open()
+    try:
         await ds.ensure_table(SCHEMA)
         yield ds
+    finally:
         await ds.close()
+
+
+def test_every_registered_datasource_is_in_the_suite() -> None:
+    """The suite can open each one and knows what it declares (none is left out)."""
+    from tests.datasource_support import URL_FACTORIES
+
+    found = registered_datasources()
+    assert {"memory", "file", "duckdb", "postgresql"} <= {r.name for r in found}
+    for r in found:
+        assert r.cls is not None, f"{r.schemes}: the registry cannot tell the class"
+        assert r.name in URL_FACTORIES, f"{r.name}: no URL factory in tests/datasource_support.py"
+        assert r.capabilities <= CAPABILITIES, f"{r.name}: unknown capabilities"
+
+
+async def test_declared_capabilities_match_what_the_store_does(store: DataSource) -> None:
+    declared = type(store).capabilities
+    assert ("sql" in declared) == (store.sql_engine() is not None)
+    assert ("shared" in declared) == (not store.exclusive)
+    assert ("shared" in declared) == (store.lease_store() is not None)
 
 
 async def test_write_then_read(store: DataSource) -> None:
@@ -144,9 +163,8 @@ async def test_change_count_moves_with_writes(store: DataSource) -> None:
     assert store.change_count("things") > before
 
 
-async def test_revision_checks_where_the_store_does_them(store: DataSource) -> None:
-    if store.scheme == "duckdb":
-        pytest.skip("the DuckDB store is single-writer: the repository checks revisions")
+@requires("checks_revisions")
+async def test_the_store_checks_revisions(store: DataSource) -> None:
     await store.write(WriteOp("upsert", "things", "t0001", rec(1), expect_revision=0))
     with pytest.raises(Conflict):
         await store.write(
@@ -156,9 +174,19 @@ async def test_revision_checks_where_the_store_does_them(store: DataSource) -> N
     assert got is not None and got["revision"] == 1
 
 
+@requires("sql")
+async def test_the_sql_engine_reads_what_was_written(store: DataSource) -> None:
+    await store.write_many([WriteOp("upsert", "things", f"t{i:04d}", rec(i)) for i in range(5)])
+    engine = store.sql_engine()
+    assert engine is not None
+    result = await asyncio.to_thread(
+        engine.execute, "SELECT count(*) AS n, max(size) AS top FROM things"
+    )
+    assert result.to_dicts() == [{"n": 5, "top": 4.0}]
+
+
+@requires("durable")
 async def test_persistence_across_reopen(tmp_path: Path, store: DataSource) -> None:
-    if store.scheme == "memory":
-        pytest.skip("memory:// is not persisted")
     await store.write_many([WriteOp("upsert", "things", f"t{i:04d}", rec(i)) for i in range(5)])
     await store.close()
     again = create_datasource(store.url, Settings.load(cwd=tmp_path, env={}))
@@ -177,6 +205,21 @@ def test_unknown_scheme_lists_the_valid_ones(tmp_path: Path) -> None:
         create_datasource("mongodb://x", Settings.load(cwd=tmp_path, env={}))
     with pytest.raises(DatasourceError, match="not a URL"):
         create_datasource("just-a-path.duckdb", Settings.load(cwd=tmp_path, env={}))
+
+
+def test_the_registry_tells_a_scheme_s_class_without_opening_one() -> None:
+    from microlib_kernel.store import registry
+    from microlib_kernel.store.memory import MemoryStore
+
+    assert datasource_class("memory") is MemoryStore
+    assert datasource_class("postgres") is datasource_class("POSTGRESQL") is not None
+    register_datasource("plainfn", lambda url, settings: MemoryStore(url))
+    try:
+        assert datasource_class("plainfn") is None  # a function does not say what it makes
+    finally:
+        registry._FACTORIES.pop("plainfn", None)
+    with pytest.raises(DatasourceError, match=r"valid schemes: .*duckdb"):
+        datasource_class("mongodb")
 
 
 async def test_file_store_never_leaves_its_folder(tmp_path: Path) -> None:

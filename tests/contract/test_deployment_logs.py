@@ -1,9 +1,13 @@
-"""The DeploymentLog contract: the memory log and the DuckDB log (a real file) pass these."""
+"""The DeploymentLog contract: the log of every registered datasource passes these.
+
+The datasources come from the registry (tests/datasource_support.py): ``memory://``
+keeps its log in memory, ``duckdb://`` and ``file://`` in a DuckDB file, PostgreSQL in
+a table of a throwaway database (tests/pg_support.py).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,8 @@ from microlib_kernel.store.deployments import (
 )
 from microlib_kernel.store.deployments_duckdb import DuckDBDeploymentLog, log_path
 from microlib_kernel.store.deployments_postgres import PostgresDeploymentLog
+from tests.datasource_support import requires
+from tests.pg_support import SERVER, temporary_database
 
 SOURCE = (
     "from microlib_kernel import Model\nclass Order(Model, endpoint='orders'):\n    x: int = 0\n"
@@ -33,41 +39,28 @@ def model_record(version: str, **extra: object) -> DeploymentRecord:
     )
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = f"{SERVER}/postgres"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL database of its own (random name), dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"microlib_log_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database() as url:
+        yield url
 
 
-@pytest.fixture(params=["memory", "duckdb", "postgres"])
-def make_log(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], DeploymentLog]]:
+@pytest.fixture
+def make_log(datasource_url: str, tmp_path: Path) -> Iterator[Callable[[], DeploymentLog]]:
+    """Opens the log of a host on the datasource (again: as a restarted host would)."""
     opened: list[DeploymentLog] = []
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    settings = Settings.load(cwd=tmp_path, env={})
 
     def make() -> DeploymentLog:
-        log: DeploymentLog
-        if request.param == "memory":
-            log = opened[0] if opened else MemoryDeploymentLog()
-        elif request.param == "duckdb":
-            log = DuckDBDeploymentLog(tmp_path / "app.deployments.duckdb")
-        else:
-            log = PostgresDeploymentLog(url)
+        # A log kept in memory lives as long as its process: "opening it again" is
+        # the same process finding the same log.
+        if opened and not opened[0].durable:
+            return opened[0]
+        log = open_deployment_log(datasource_url, settings)
         opened.append(log)
         return log
 
@@ -198,13 +191,14 @@ def test_a_scheme_can_register_its_own_log(tmp_path: Path) -> None:
         deployments._FACTORIES.pop("testlog", None)
 
 
-def test_two_postgres_logs_on_one_database_see_one_history(pg_url: str) -> None:
-    """Hosts sharing a database append to, and replay, the same ordered log."""
-    a, b = PostgresDeploymentLog(pg_url), PostgresDeploymentLog(pg_url)
+@requires("shared")
+def test_two_logs_on_one_shared_datasource_see_one_history(make_log) -> None:
+    """Hosts sharing a datasource append to, and replay, the same ordered log."""
+    a, b = make_log(), make_log()
     try:
         errors: list[BaseException] = []
 
-        def work(log: PostgresDeploymentLog, tag: str) -> None:
+        def work(log: DeploymentLog, tag: str) -> None:
             try:
                 for j in range(15):
                     log.append(model_record(f"1.{tag}.{j}"))

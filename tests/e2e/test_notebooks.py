@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -11,11 +10,6 @@ from typing import Any
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-needs_http = pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.http.server") is None,
-    reason="needs the HTTP server (microlib_kernel/http/server.py, issue of the http branch)",
-)
 
 
 def outputs_text(nb: Any) -> str:
@@ -51,7 +45,6 @@ def test_notebooks_are_stored_without_outputs(path: Path) -> None:
             assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
 
 
-@needs_http
 @pytest.mark.slow
 @pytest.mark.kernel
 def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,11 +57,6 @@ def test_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / ".microlib" / "microlib.duckdb").exists()
 
 
-@needs_http
-@pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.notebook.diagram") is None,
-    reason="the tour draws a port flow: needs microlib_kernel.notebook.diagram (ports branch)",
-)
 @pytest.mark.slow
 @pytest.mark.kernel
 def test_tour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,13 +71,6 @@ def wide_row(i: int) -> dict:
     }
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(f"duckdb:///{tmp_path.name}.duckdb")
-    yield h
-    h.close()
-
-
 async def test_create_many_and_list_round_trip_every_kind_of_field(
     host: Host, tmp_path: Path
 ) -> None:
@@ -99,7 +92,7 @@ async def test_create_many_and_list_round_trip_every_kind_of_field(
     got = host.sql("SELECT count(*), sum(qty), max(address.zip) FROM wides").rows
     assert got == [(600, sum(r["qty"] for r in rows), 599)]
     host.close()
-    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    again = Host(host.settings.datasource)
     try:
         again.publish(make_wide())
         assert again.sql("SELECT count(*) FROM wides").rows == [(600,)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from microlib_kernel import Forbidden, Host, Model, NotFound, ValidationFailed, command
+from tests.host_support import HostOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -60,10 +60,8 @@ def make_order() -> type[Model]:
 
 
 @pytest.fixture
-def host() -> Iterator[Host]:
-    h = Host("memory://")
-    yield h
-    h.close()
+def host_options() -> HostOptions:
+    return HostOptions("memory://")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ from microlib_kernel import (
 from tests.models import make_models
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(f"duckdb:///{tmp_path.name}.duckdb")
-    yield h
-    h.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,8 +12,7 @@ from microlib_kernel import Host, Model, port
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Host, httpx.Client]]:
-    host = Host(f"duckdb:///{tmp_path.name}.duckdb")
+def served(host: Host) -> Iterator[tuple[Host, httpx.Client]]:
 
     class Parcel(Model, endpoint="parcels"):
         note: str = ""
@@ -44,7 +42,6 @@ def served(tmp_path: Path) -> Iterator[tuple[Host, httpx.Client]]:
     url = host.serve(port=0)
     with httpx.Client(base_url=f"{url}/microlib/api", timeout=20) as client:
         yield host, client
-    host.close()
 
 
 def test_inbound_ports_over_http(served: tuple[Host, httpx.Client]) -> None:

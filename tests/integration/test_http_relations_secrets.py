@@ -1,13 +1,9 @@
-"""Relations, commands and secrets over real HTTP (``host.serve(port=0)`` on 127.0.0.1).
-
-These run once the HTTP API is part of the package; before that they are skipped.
-"""
+"""Relations, commands and secrets over real HTTP (``host.serve(port=0)`` on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from microlib_kernel import Host, Model, Secret, command, relation
-
-pytest.importorskip("microlib_kernel.http.server", reason="the HTTP API is not merged yet")
+from tests.host_support import HostOptions
 
 CARD = "4111-1111-1111-1111"
 
@@ -45,17 +40,19 @@ def make_models() -> dict[str, type[Model]]:
 
 
 @pytest.fixture
-def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+def host_options(monkeypatch: pytest.MonkeyPatch) -> HostOptions:
+    """A DuckDB host (the secrets' store) with a secret key in its environment."""
     monkeypatch.setenv("MICROLIB_SECRET_KEY", Fernet.generate_key().decode())
-    host = Host(f"duckdb:///{tmp_path}/http.duckdb")
-    try:
-        for cls in make_models().values():
-            host.publish(cls)
-        url = host.serve(port=0)
-        with httpx.Client(base_url=f"{url}{host.settings.api_root}", timeout=10) as client:
-            yield client
-    finally:
-        host.close()
+    return HostOptions("duckdb:///http.duckdb")
+
+
+@pytest.fixture
+def api(host: Host) -> Iterator[httpx.Client]:
+    for cls in make_models().values():
+        host.publish(cls)
+    url = host.serve(port=0)
+    with httpx.Client(base_url=f"{url}{host.settings.api_root}", timeout=10) as client:
+        yield client
 
 
 def test_relations_both_ways_and_missing_ones(api: httpx.Client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from microlib_kernel import (
     port,
 )
 from microlib_kernel.host.context import SystemClock
+from tests.host_support import HostOptions
 from tests.ports_support import FakeService, event_names
 
 pytestmark = pytest.mark.anyio
@@ -39,10 +39,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def host(clock: Clock) -> Iterator[Host]:
-    h = Host("memory://", clock=clock)
-    yield h
-    h.close()
+def host_options(clock: Clock) -> HostOptions:
+    """The host's breakers read the test's clock."""
+    return HostOptions("memory://", clock=clock)
 
 
 @pytest.fixture

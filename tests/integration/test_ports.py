@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,15 @@ from microlib_kernel import (
     port,
 )
 from microlib_kernel.errors import PortUnbound
+from tests.host_support import HostOptions
 from tests.ports_support import Services, event_names, order_model, register_adapters
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def host() -> Iterator[Host]:
-    h = Host("memory://")
-    yield h
-    h.close()
+def host_options() -> HostOptions:
+    return HostOptions("memory://")
 
 
 @pytest.fixture

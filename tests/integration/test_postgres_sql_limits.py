@@ -13,25 +13,26 @@ import pytest
 from microlib_kernel import Host
 from microlib_kernel.config import Settings
 from microlib_kernel.errors import BadQuery, QueryTimeout
+from tests.host_support import HostOptions
 from tests.models import make_models
 from tests.pg_support import temporary_database
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
+def host_options() -> Iterator[HostOptions]:
+    """A throwaway database, dropped once the host (torn down first) is closed."""
     with temporary_database() as url:
-        settings = Settings.load(
-            cwd=tmp_path, env={}, datasource=url, sql_timeout=0.5, sql_max_rows=10
-        )
-        h = Host(settings=settings)
-        order, customer = make_models()
-        h.publish([customer, order])
-        try:
-            yield h
-        finally:
-            h.close()
+        yield HostOptions(url, settings={"sql_timeout": 0.5, "sql_max_rows": 10})
 
 
+@pytest.fixture
+def models(host: Host) -> None:
+    """Order and Customer published on the host."""
+    order, customer = make_models()
+    host.publish([customer, order])
+
+
+@pytest.mark.usefixtures("models")
 def test_the_host_time_limit_stops_a_runaway_query(host: Host) -> None:
     start = time.monotonic()
     with pytest.raises(QueryTimeout, match=r"0\.5 s"):
@@ -40,6 +41,7 @@ def test_the_host_time_limit_stops_a_runaway_query(host: Host) -> None:
     assert host.sql("SELECT 1 AS one").to_dicts() == [{"one": 1}]  # the host still answers
 
 
+@pytest.mark.usefixtures("models")
 def test_http_answers_408_and_caps_rows(host: Host) -> None:
     host.serve(port=0)
     with httpx.Client(base_url=host.api_url, timeout=10) as api:

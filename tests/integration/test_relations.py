@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -48,13 +46,6 @@ def make_shop() -> SimpleNamespace:
         picks = rel("Product", "contains_many", foreign_key="product_ids")
 
     return SimpleNamespace(Customer=Customer, Profile=Profile, Product=Product, Order=Order)
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[Host]:
-    h = Host(f"duckdb:///{tmp_path.name}.duckdb")
-    yield h
-    h.close()
 
 
 @pytest.fixture

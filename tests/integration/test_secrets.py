@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from microlib_kernel import (
     command,
 )
 from microlib_kernel.cli import main as cli
+from tests.host_support import HostOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -72,10 +72,9 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def host(key: str, db: Path) -> Iterator[Host]:
-    h = Host(f"duckdb:///{db}")
-    yield h
-    h.close()
+def host_options(key: str, db: Path) -> HostOptions:
+    """A DuckDB file in a subfolder, opened once MICROLIB_SECRET_KEY is set."""
+    return HostOptions(f"duckdb:///{db}")
 
 
 @pytest.fixture
