@@ -147,10 +147,6 @@ def first_publish(root: Path, kernels: int) -> tuple[list[float], list[float], l
 
 
 def run(quick: bool = False) -> list[Result]:
-    import importlib.util
-
-    if importlib.util.find_spec("microlib_kernel.http.server") is None:
-        raise SystemExit("needs the HTTP server (microlib_kernel/http/server.py)")
     repeat, kernels = (5, 2) if quick else (20, 5)
     flag = " --quick" if quick else ""
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 from collections.abc import Iterator
@@ -16,10 +15,6 @@ from tests.notebook_support import Kernel
 
 pytestmark = [pytest.mark.slow, pytest.mark.kernel]
 
-needs_http = pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.http.server") is None,
-    reason="needs the HTTP server (microlib_kernel/http/server.py, issue of the http branch)",
-)
 
 ORDER = """%%microlib model
 from pydantic import Field
@@ -188,7 +183,6 @@ def api_url(kernel: Kernel) -> str:
     return str(url.strip("'"))
 
 
-@needs_http
 def test_first_publish_serves_and_a_failed_cell_keeps_the_old_version(
     serving_kernel: Kernel,
 ) -> None:
@@ -207,7 +201,6 @@ def test_first_publish_serves_and_a_failed_cell_keeps_the_old_version(
     assert [o["id"] for o in listed.json()] == [created.json()["id"]]
 
 
-@needs_http
 def test_reload_ext_frees_the_port(serving_kernel: Kernel) -> None:
     kernel = serving_kernel
     kernel.ok("%load_ext microlib_kernel")

@@ -6,7 +6,6 @@ process; ``test_notebook_kernel.py`` covers the same paths in real kernels.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -363,10 +362,6 @@ def test_unload_closes_the_host_and_reload_reopens_the_same_datasource(
     Host(f"duckdb:///{db}").close()  # nobody holds the file any more
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("microlib_kernel.notebook.diagram") is None,
-    reason="needs microlib_kernel.notebook.diagram (issue of the ports branch)",
-)
 def test_ports_show_in_diagram_and_status(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     cell = ORDER.replace(
         "from microlib_kernel import Model", "from microlib_kernel import Model, port"
