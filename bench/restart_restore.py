@@ -70,12 +70,12 @@ def record_cost(root: Path, n: int) -> list[Result]:
         # Interleaved (durable, memory, durable, ...) so warm-up and drift hit both alike.
         for i in range(n * 2):
             label = ("durable", "memory")[i % 2]
-            host.deployment_log = logs[label]
+            host.rollout.journal = logs[label]
             phases["publish"][label] += timed(lambda: host.publish(SOURCE), 1)
             a, b = list(host.registry.get("Order").versions)[-2:]
             for weights in ({a: 50, b: 50}, {a: 90, b: 10}):
                 phases["route"][label] += timed(lambda w=weights: host.route("Order", w), 1)
-        host.deployment_log = logs["durable"]
+        host.rollout.journal = logs["durable"]
     finally:
         host.close()
     for what, by in phases.items():

@@ -1,4 +1,4 @@
-"""The host: composition root, loop, registry, repositories, deploy.
+"""The host: a facade over a shared context and the services around it (README layout).
 
 ``Host`` and ``Published`` are imported on first use, so that light modules of this
 package (``tokens``) can be imported without the whole host.

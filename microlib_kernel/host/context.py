@@ -32,7 +32,8 @@ class Clock(Protocol):
     """Where a host reads time (tests inject a clock they move by hand)."""
 
     def monotonic(self) -> float:
-        """Seconds from a fixed origin: breakers, leases and timeouts."""
+        """Seconds from a fixed origin: circuit breakers and this process's flow leases
+        (SQL and port-call time limits use the real clock)."""
 
     def now(self) -> dt.datetime:
         """The current UTC time: timestamps of rows, versions and deployments."""

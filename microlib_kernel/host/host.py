@@ -68,7 +68,8 @@ class Host:
         port: default HTTP port of :meth:`serve`.
         bind: default bind address of :meth:`serve`.
         settings: a complete :class:`Settings` (the other arguments override it).
-        clock: where time comes from (breakers, leases, timestamps); tests inject one.
+        clock: where time comes from (breakers, local flow leases, timestamps); tests
+            inject one.
         rng: the random source of route picks and retry jitter; tests seed one.
 
     Raises:
@@ -93,7 +94,7 @@ class Host:
         # The context's parts, for callers of the Host (the same objects, never rebound).
         self.settings, self.loop, self.node = settings, ctx.loop, ctx.node
         self.registry, self.events, self.cache = ctx.registry, ctx.events, ctx.cache
-        self.adapters, self.services = ctx.adapters, ctx.services
+        self.adapters, self.services, self.clock = ctx.adapters, ctx.services, ctx.clock
         self.url: str | None = None
         self.server: Any = None
         self._deploy_token: str | None = None
@@ -108,7 +109,7 @@ class Host:
         self.ports = PortRunner(ctx)
         self.relations = RelationResolver(ctx)
         self.queries = SqlQueries(ctx, SqlService(ctx.datasource, sql_limits(settings)))
-        services = ModelServices(self.commands, self.ports, self.relations, self.sql)
+        services = ModelServices(self.commands, self.ports, self.relations, self.queries.run)
         self.config_view = ConfigView(ctx, self.ports)
         pipeline = PublishPipeline(ctx, services, self.secrets, self.queries)
         self.rollout = Rollout(ctx, pipeline, self.ports, self.config_view, None)

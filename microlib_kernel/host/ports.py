@@ -82,7 +82,7 @@ class PortRunner:
                     "hosts may run one instance's ports",
                     host.datasource.describe(),
                 )
-            return FlowLeases(LocalLeases(), node, shared=False)
+            return FlowLeases(LocalLeases(host.clock.monotonic), node, shared=False)
         return FlowLeases(store, node, ttl=host.settings.lease_ttl, shared=True)
 
     def start(self) -> None:

@@ -14,6 +14,7 @@ from ..errors import MicrolibError
 
 if TYPE_CHECKING:
     from ..domain.model import Model
+    from ..sql_result import SqlResult
     from .commands import CommandRunner
     from .context import HostContext
     from .ports import PortRunner
@@ -51,8 +52,8 @@ class ModelServices:
     commands: CommandRunner
     ports: PortRunner
     relations: RelationResolver
-    #: ``sql(query, params)``: the host's read-only SQL (``Host.sql``).
-    sql: Callable[[str, Any], Any]
+    #: ``sql(query, params)``: the host's read-only SQL (what ``Host.sql`` runs).
+    sql: Callable[[str, Any], SqlResult]
 
 
 class VersionRuntime:

@@ -8,7 +8,6 @@ HTTP API (:class:`~.serving.HostServing`).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +92,7 @@ class LocalTarget:
         """Log an adapter, service or module cell in the host's deployment log."""
         from ..host.deploy import Deployment
 
-        entry = Deployment(dt.datetime.now(dt.UTC), kind, names, [None] * len(names), WHO)
+        entry = Deployment(self.host.clock.now(), kind, names, [None] * len(names), WHO)
 
         async def append() -> None:
             self.host.deployments.append(entry)

@@ -116,7 +116,7 @@ def make_handler(
     host = Host(settings=lambda_settings(datasource, settings))
     try:
         # A cold start is a start: sources a restored deployment log already serves
-        # (an instance whose /tmp survived) publish nothing new (see Host._unchanged).
+        # (an instance whose /tmp survived) publish nothing new (see PublishPipeline.unchanged).
         host.starting = True
         published = publish_sources(host, sources)
         host.starting = False
