@@ -39,3 +39,16 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@requires(...)`` selects datasources only for tests that take the ``datasource``
+    fixture (tests/contract); anywhere else it would be silently ignored, so it fails."""
+    for item in items:
+        if item.get_closest_marker("requires") and "datasource" not in getattr(
+            item, "fixturenames", ()
+        ):
+            raise pytest.UsageError(
+                f"{item.nodeid}: @requires(...) only applies to tests that use the "
+                "`datasource` fixture (tests/contract/conftest.py)"
+            )

@@ -86,6 +86,36 @@ async def test_declared_capabilities_match_what_the_store_does(store: DataSource
     assert ("shared" in declared) == (store.lease_store() is not None)
 
 
+async def test_declared_revision_checks_match_what_the_store_does(store: DataSource) -> None:
+    """A store that checks revisions must declare it, and one that declares it must."""
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1), expect_revision=0))
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1, revision=2), expect_revision=1))
+    try:  # a stale update: written against revision 1, the row is at 2
+        await store.write(
+            WriteOp("upsert", "things", "t0001", rec(1, revision=2), expect_revision=1)
+        )
+        refused = False
+    except Conflict:
+        refused = True
+    assert refused == ("checks_revisions" in type(store).capabilities)
+
+
+async def test_declared_durability_matches_what_the_store_does(
+    tmp_path: Path, store: DataSource
+) -> None:
+    """What a closed store wrote is there after reopening it exactly when it says durable."""
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
+    await store.close()
+    again = create_datasource(store.url, Settings.load(cwd=tmp_path, env={}))
+    await again.open()
+    await again.ensure_table(SCHEMA)
+    try:
+        kept = await again.get("things", "t0001") is not None
+    finally:
+        await again.close()
+    assert kept == ("durable" in type(store).capabilities)
+
+
 async def test_write_then_read(store: DataSource) -> None:
     await store.write(WriteOp("upsert", "things", "t0001", rec(1)))
     got = await store.get("things", "t0001")
@@ -166,12 +196,19 @@ async def test_change_count_moves_with_writes(store: DataSource) -> None:
 @requires("checks_revisions")
 async def test_the_store_checks_revisions(store: DataSource) -> None:
     await store.write(WriteOp("upsert", "things", "t0001", rec(1), expect_revision=0))
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict):  # a second create of one id
         await store.write(
             WriteOp("upsert", "things", "t0001", rec(1, revision=2), expect_revision=0)
         )
+    await store.write(WriteOp("upsert", "things", "t0001", rec(1, revision=2), expect_revision=1))
+    with pytest.raises(Conflict):  # a stale update
+        await store.write(
+            WriteOp(
+                "upsert", "things", "t0001", rec(1, name="stale", revision=2), expect_revision=1
+            )
+        )
     got = await store.get("things", "t0001")
-    assert got is not None and got["revision"] == 1
+    assert got is not None and got["revision"] == 2 and got["name"] == "n1"
 
 
 @requires("sql")
