@@ -9,7 +9,10 @@ Three statements, each chosen by measurement (README, "Where the time goes"):
   (~3x faster than ``unnest`` for 100,000 rows).
 * a list of many rows: DuckDB renders each row as JSON text (``to_json``), and pydantic
   validates the whole list from JSON in one call, which skips building a Python
-  dict per row and decoding its JSON columns in Python.
+  dict per row and decoding its JSON columns in Python. When no row can come from
+  the cache, DuckDB also joins the rows into one JSON array (``string_agg``): no
+  Python tuple or string per row at all (half the time of fetching rows, then
+  joining them in Python, for 100,000 rows).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..domain.query import Query
 from ..domain.types import ValueType
 from .duckdb_types import encoder, param_expr, quote, sql_type
 
@@ -135,3 +139,24 @@ def json_row_expr(columns: Sequence[str], types: dict[str, ValueType]) -> str | 
             ref = f"CAST({ref} AS VARCHAR)"
         parts.append(f"{quote(c)} := {ref}")
     return f"CAST(to_json(struct_pack({', '.join(parts)})) AS VARCHAR)"
+
+
+def json_array_sql(
+    table: str, expr: str, query: Query, where: tuple[str, list[Any]]
+) -> tuple[str, list[Any]]:
+    """``SELECT count(*), <rows of expr joined by commas, in the query's order>``.
+
+    ``string_agg``'s own ``ORDER BY`` keeps the order (an aggregate may see its rows
+    in any order). The query's order, then ``id``, orders it: ties come out in one
+    order every time. A page is cut first, in a subquery ordered the same way.
+    ``where`` is the store's ``(" WHERE ...", params)`` for the query's filters.
+    """
+    keys = [f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order]
+    order = ", ".join([*keys, f"{quote('id')} ASC"])
+    clause, params = where
+    page = "" if query.limit is None else f" LIMIT {int(query.limit)}"
+    page += f" OFFSET {int(query.offset)}" if query.offset else ""
+    source = f"{quote(table)}{clause}"
+    if page:
+        source = f"(SELECT * FROM {source} ORDER BY {order}{page}) AS page"
+    return f"SELECT count(*), string_agg({expr}, ',' ORDER BY {order}) FROM {source}", params
