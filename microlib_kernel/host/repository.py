@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("microlib_kernel.repository")
 
+_FRAMEWORK = frozenset(FRAMEWORK_FIELDS)
+
 
 @dataclass(frozen=True)
 class Change:
@@ -370,8 +372,10 @@ class Repository:
             raise ValidationFailed(
                 f"{self.model} data must be an object, got {type(data).__name__}"
             )
-        framework = sorted(set(data) & set(FRAMEWORK_FIELDS))
-        if framework:
+        # isdisjoint first: no set is built for the usual row (create_many calls this
+        # once per row).
+        if not _FRAMEWORK.isdisjoint(data):
+            framework = sorted(set(data) & _FRAMEWORK)
             raise ValidationFailed(
                 f"{', '.join(framework)} {'is' if len(framework) == 1 else 'are'} set by the "
                 "framework, not by the caller",
