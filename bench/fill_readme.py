@@ -126,7 +126,11 @@ def benchmark_rows(res: list[dict[str, Any]]) -> dict[str, str]:
         "RSS_V": verdict(rss) if rss.get("target_ratio") else "(no target in that run)",
         # Runs before the split measured the whole growth (pyarrow and DuckDB included).
         "RSS_WHAT": " (less DuckDB's own memory)" if rss_all else "",
-        "RSS_ALL": f" (all of it: {times(rss_all['ratio'])})" if rss_all else " from the next recorded run on",
+        "RSS_ALL": (
+            f" (all of it: {times(rss_all['ratio'])})"
+            if rss_all
+            else " from the next recorded run on"
+        ),
         "SQLITE_RPS": f"{posts['baseline_value']:,.0f}",
     }
 
