@@ -83,9 +83,14 @@ def validate_json_rows(cls: type[Model], rows: Sequence[str]) -> list[Model] | N
     Returns ``None`` if any row does not validate: the caller then goes row by row
     (stored data that a newer validator rejects is still returned, never dropped).
     """
-    text = "[" + ",".join(rows) + "]"
+    return validate_json_array(cls, "[" + ",".join(rows) + "]", len(rows))
+
+
+def validate_json_array(cls: type[Model], text: str, rows: int) -> list[Model] | None:
+    """A JSON array of ``rows`` objects validated as ``cls`` in one call (``None``: one
+    of them does not validate, as in :func:`validate_json_rows`)."""
     try:
-        with paused_gc(len(rows)):
+        with paused_gc(rows):
             instances: list[Model] = list_adapter(cls).validate_json(text)
     except (ValidationError, ValueError):
         return None

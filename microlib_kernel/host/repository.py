@@ -32,12 +32,20 @@ from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
 from ..store.base import DataSource, WriteOp
 from ..store.cache import InstanceCache
-from .bulk import dump_many, share_fields_set, validate_json_rows, validate_many
+from .bulk import (
+    dump_many,
+    share_fields_set,
+    validate_json_array,
+    validate_json_rows,
+    validate_many,
+)
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
 
 log = logging.getLogger("microlib_kernel.repository")
+
+_FRAMEWORK = frozenset(FRAMEWORK_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,11 @@ class Repository:
         on_change: called with every committed :class:`Change`.
     """
 
+    #: Whether an instance of this table was ever cached (only :meth:`_keep` caches
+    #: them). Until then a list skips the cache lookups. A class default, not set in
+    #: ``__init__``: it starts ``False`` for every repository.
+    _cached_any = False
+
     def __init__(
         self,
         table: str,
@@ -224,6 +237,7 @@ class Repository:
     def _keep(self, instance: Model) -> None:
         """Cache ``instance`` (with its set of fields set shared: see ``bulk.py``)."""
         if self.cache.size:
+            self._cached_any = True
             share_fields_set(instance)
             self.cache.put(self.table, instance.id, instance)
 
@@ -271,8 +285,14 @@ class Repository:
     async def list(self, mv: ModelVersion, query: Query) -> list[Model]:
         if self.codec.plain(mv.cls):
             # The fast path: the store renders rows as JSON, pydantic validates them all
-            # in one call (README, "Where the time goes"). Rows of any other shape, or a
-            # row the serving version rejects, take the path below.
+            # in one call (README, "Bulk writes, lists and memory"). Rows of any other
+            # shape, or a row the serving version rejects, take the path below.
+            if not self._cached_any:
+                # Nothing of this table was ever cached (a new host): no row can come
+                # from the cache, so the store need not list ids first.
+                listed = await self._list_json_array(mv, query)
+                if listed is not None:
+                    return listed
             hits: dict[str, Model] = {}
 
             def needed(pairs: builtins.list[tuple[str, int]]) -> builtins.list[str]:
@@ -305,6 +325,16 @@ class Repository:
             else:
                 out.append(self.materialize(mv, rec))
         return out
+
+    async def _list_json_array(self, mv: ModelVersion, query: Query) -> builtins.list[Model] | None:
+        """The instances of one JSON array the store renders (``None``: no such path,
+        or a row the serving version rejects)."""
+        fields = builtins.list(mv.cls.model_fields)
+        got = await self.store.query_json_array(self.table, query, fields)
+        if got is None:
+            return None
+        count, text = got
+        return validate_json_array(mv.cls, text, count)
 
     def _from_json_rows(
         self,
@@ -346,8 +376,10 @@ class Repository:
             raise ValidationFailed(
                 f"{self.model} data must be an object, got {type(data).__name__}"
             )
-        framework = sorted(set(data) & set(FRAMEWORK_FIELDS))
-        if framework:
+        # isdisjoint first: no set is built for the usual row (create_many calls this
+        # once per row).
+        if not _FRAMEWORK.isdisjoint(data):
+            framework = sorted(set(data) & _FRAMEWORK)
             raise ValidationFailed(
                 f"{', '.join(framework)} {'is' if len(framework) == 1 else 'are'} set by the "
                 "framework, not by the caller",

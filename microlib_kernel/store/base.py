@@ -243,6 +243,18 @@ class DataSource(abc.ABC):
         """
         return None
 
+    async def query_json_array(
+        self, table: str, query: Query, columns: Sequence[str]
+    ) -> tuple[int, str] | None:
+        """Records matching ``query`` as ``(count, one JSON array of their objects)``.
+
+        A fast path: what :meth:`query_json` renders, in the query's order, as one text
+        (a list that no cached copy can serve needs no ids first, nor a Python object
+        per row). ``None`` when this store has no such path for these columns. The
+        default has none.
+        """
+        return None
+
     @abc.abstractmethod
     async def count(self, table: str, filters: dict[str, Any]) -> int:
         """How many records match ``filters``."""

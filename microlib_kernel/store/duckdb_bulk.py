@@ -9,7 +9,10 @@ Three statements, each chosen by measurement (README, "Where the time goes"):
   (~3x faster than ``unnest`` for 100,000 rows).
 * a list of many rows: DuckDB renders each row as JSON text (``to_json``), and pydantic
   validates the whole list from JSON in one call, which skips building a Python
-  dict per row and decoding its JSON columns in Python.
+  dict per row and decoding its JSON columns in Python. When no row can come from
+  the cache, DuckDB also joins the rows into one JSON array (``string_agg``): no
+  Python tuple or string per row at all (half the time of fetching rows, then
+  joining them in Python, for 100,000 rows).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..domain.query import Query
 from ..domain.types import ValueType
-from .duckdb_types import encoder, param_expr, quote, sql_type
+from .duckdb_types import encoder, identity, param_expr, quote, sql_type
 
 _ARROW_TYPES = {"string": "string", "integer": "int64", "float": "float64", "boolean": "bool_"}
 # Arrow's import costs ~0.3 s: paid on the first bulk write, not at import time.
@@ -89,7 +93,11 @@ def arrow_insert(
         enc = encoder(t)
         kind = _ARROW_TYPES.get(t.kind, "string") if not t.secret else "string"
         try:
-            arrays[f"c{i}"] = pa.array([enc(r.get(c)) for r in records], type=getattr(pa, kind)())
+            # Values already native (most columns) skip a call per row.
+            values = (
+                [r.get(c) for r in records] if enc is identity else [enc(r.get(c)) for r in records]
+            )
+            arrays[f"c{i}"] = pa.array(values, type=getattr(pa, kind)())
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
             # A value Arrow cannot hold (an integer beyond 64 bits): the unnest path
             # gets DuckDB's own error for it, which names the problem (a 400).
@@ -135,3 +143,24 @@ def json_row_expr(columns: Sequence[str], types: dict[str, ValueType]) -> str | 
             ref = f"CAST({ref} AS VARCHAR)"
         parts.append(f"{quote(c)} := {ref}")
     return f"CAST(to_json(struct_pack({', '.join(parts)})) AS VARCHAR)"
+
+
+def json_array_sql(
+    table: str, expr: str, query: Query, where: tuple[str, list[Any]]
+) -> tuple[str, list[Any]]:
+    """``SELECT count(*), <rows of expr joined by commas, in the query's order>``.
+
+    ``string_agg``'s own ``ORDER BY`` keeps the order (an aggregate may see its rows
+    in any order). The query's order, then ``id``, orders it: ties come out in one
+    order every time. A page is cut first, in a subquery ordered the same way.
+    ``where`` is the store's ``(" WHERE ...", params)`` for the query's filters.
+    """
+    keys = [f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order]
+    order = ", ".join([*keys, f"{quote('id')} ASC"])
+    clause, params = where
+    page = "" if query.limit is None else f" LIMIT {int(query.limit)}"
+    page += f" OFFSET {int(query.offset)}" if query.offset else ""
+    source = f"{quote(table)}{clause}"
+    if page:
+        source = f"(SELECT * FROM {source} ORDER BY {order}{page}) AS page"
+    return f"SELECT count(*), string_agg({expr}, ',' ORDER BY {order}) FROM {source}", params

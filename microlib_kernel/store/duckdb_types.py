@@ -62,7 +62,7 @@ def encoder(t: ValueType) -> Callable[[Any], Any]:
     if not t.secret and t.kind in _NATIVE_PARAM:
         if t.kind == "float":
             return lambda v: None if v is None else float(v)
-        return _identity
+        return identity
     if t.secret or t.kind in ("timestamp", "date", "time", "decimal", "uuid"):
         return lambda v: None if v is None else str(v)
     return _to_json_text
@@ -89,7 +89,8 @@ def decoder(t: ValueType) -> Callable[[Any], Any] | None:
     return struct
 
 
-def _identity(v: Any) -> Any:
+def identity(v: Any) -> Any:
+    """A value that needs no encoding (the encoder of native columns)."""
     return v
 
 

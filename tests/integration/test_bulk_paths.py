@@ -118,6 +118,72 @@ async def test_lists_reuse_cached_copies_of_the_same_revision_only(host: Host) -
     assert [m.id for m in paged] == [m.id for m in made[::-1][2:7]]
 
 
+async def test_a_new_host_lists_through_one_json_array(host: Host, tmp_path: Path) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    made = await Wide.create_many([wide_row(i) for i in range(300)])
+    host.close()
+    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    try:
+        Wide = make_wide()
+        again.publish(Wide)
+        repo = again.repository("wides")
+        mv = again.registry.get("Wide").pick()
+        assert not repo._cached_any  # nothing cached: the one-array path serves lists
+
+        async def slow(**kw: object) -> list[dict]:
+            query = Query(**kw)  # type: ignore[arg-type]
+            return [
+                repo.materialize(mv, r).model_dump() for r in await repo.store.query("wides", query)
+            ]
+
+        listed = await Wide.list(order="qty")
+        assert [m.model_dump() for m in listed] == [m.model_dump() for m in made]
+        assert [m.model_dump() for m in listed] == await slow(order=(("qty", False),))
+        paged = await Wide.list(order="-qty", limit=5, offset=2)
+        assert [m.id for m in paged] == [m.id for m in made[::-1][2:7]]
+        tail = await Wide.list(order="qty", offset=295)
+        assert [m.id for m in tail] == [m.id for m in made[295:]]
+        assert await Wide.list(order="qty", limit=0) == []
+        flagged = await Wide.list(flag=True, order="-ratio")
+        assert [m.model_dump() for m in flagged] == await slow(
+            filters={"flag": True}, order=(("ratio", True), ("id", False))
+        )
+        # Ties (half the rows share each flag) come out in id order, every time.
+        tied = await Wide.list(order="flag")
+        assert [m.id for m in tied] == [m.id for m in sorted(made, key=lambda m: (m.flag, m.id))]
+        assert await Wide.list(name="nobody") == []
+        assert not repo._cached_any  # a list caches nothing
+    finally:
+        again.close()
+
+
+async def test_a_new_host_lists_rows_a_stricter_version_rejects(host: Host, tmp_path: Path) -> None:
+    class Item(Model, endpoint="items"):
+        name: str
+
+    host.publish(Item)
+    await Item.create_many([{"name": "ok"}, {"name": "x"}])
+    host.close()
+    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    try:
+
+        class Item(Model, endpoint="items"):  # type: ignore[no-redef]
+            name: str
+
+            @field_validator("name")
+            @classmethod
+            def long(cls, v: str) -> str:
+                if len(v) < 2:
+                    raise ValueError("too short")
+                return v
+
+        again.publish(Item)
+        assert sorted(i.name for i in await Item.list()) == ["ok", "x"]
+    finally:
+        again.close()
+
+
 async def test_single_creates_take_the_values_insert(host: Host) -> None:
     Wide = make_wide()
     host.publish(Wide)
