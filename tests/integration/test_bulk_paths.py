@@ -123,7 +123,7 @@ async def test_a_new_host_lists_through_one_json_array(host: Host, tmp_path: Pat
     host.publish(Wide)
     made = await Wide.create_many([wide_row(i) for i in range(300)])
     host.close()
-    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    again = Host(settings=host.settings)
     try:
         Wide = make_wide()
         again.publish(Wide)
@@ -165,7 +165,7 @@ async def test_a_new_host_lists_rows_a_stricter_version_rejects(host: Host, tmp_
     host.publish(Item)
     await Item.create_many([{"name": "ok"}, {"name": "x"}])
     host.close()
-    again = Host(f"duckdb:///{tmp_path.name}.duckdb")
+    again = Host(settings=host.settings)
     try:
 
         class Item(Model, endpoint="items"):  # type: ignore[no-redef]
