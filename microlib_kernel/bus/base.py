@@ -5,6 +5,15 @@ outbox resends), so receivers dedupe by :attr:`BusMessage.id`. Every adapter kee
 *outbox*: a publish while the bus is down is queued and sent, in order, when it returns,
 so no acknowledged write's invalidation is lost, only delayed (while the bus is down,
 hosts do not trust their caches, see :mod:`microlib_kernel.host.cluster`).
+
+Two ways a message can still be lost, and how a host learns of each:
+
+* *sending*: the outbox overflowed during a long outage; :attr:`Bus.lost` is set and the
+  host tells every other host to drop its whole cache once it is back.
+* *receiving*: the stream discarded messages before this host read them (a Redis
+  stream's ``MAXLEN``, a JetStream stream's limits) because it fell too far behind;
+  the adapter notices the gap and calls the :meth:`Bus.on_gap` listeners, so the host
+  drops its own cache and re-reads the deployment log.
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ class BusMessage:
 
 Handler = Callable[[BusMessage], Awaitable[None]]
 StateListener = Callable[[bool], None]
+GapListener = Callable[[], None]
 
 
 class Bus(abc.ABC):
@@ -83,6 +93,7 @@ class Bus(abc.ABC):
         self.cluster = cluster
         self._handlers: dict[str, list[Handler]] = collections.defaultdict(list)
         self._listeners: list[StateListener] = []
+        self._gap_listeners: list[GapListener] = []
         self._outbox: collections.deque[BusMessage] = collections.deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
@@ -97,6 +108,8 @@ class Bus(abc.ABC):
         self.dropped = 0
         #: Messages were dropped from the outbox since the last reconnect.
         self.lost = False
+        #: Times the stream discarded messages before this node read them.
+        self.gaps = 0
 
     # -- what hosts use ----------------------------------------------------------------
 
@@ -113,6 +126,10 @@ class Bus(abc.ABC):
     def on_state(self, listener: StateListener) -> None:
         """Call ``listener(connected)`` whenever the connection goes down or comes back."""
         self._listeners.append(listener)
+
+    def on_gap(self, listener: GapListener) -> None:
+        """Call ``listener()`` when messages were discarded before this node read them."""
+        self._gap_listeners.append(listener)
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Deliver every message on ``topic`` (from every node, this one included)."""
@@ -206,6 +223,7 @@ class Bus(abc.ABC):
             "sent": self.sent,
             "received": self.received,
             "dropped": self.dropped,
+            "gaps": self.gaps,
         }
 
     # -- for adapters --------------------------------------------------------------------
@@ -225,6 +243,16 @@ class Bus(abc.ABC):
                 listener(connected)
             except Exception:
                 log.exception("bus state listener failed")
+
+    def _gap(self, why: str) -> None:
+        """Messages this node never read are gone from the stream: tell the listeners."""
+        self.gaps += 1
+        log.warning("bus %s: %s; messages were missed, caches are dropped", redact(self.url), why)
+        for listener in self._gap_listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("bus gap listener failed")
 
     async def _deliver(self, raw: bytes | str) -> None:
         """Hand one received message to the topic's handlers (bad messages are logged)."""

@@ -3,9 +3,17 @@
 One stream per cluster, ``MICROLIB_<CLUSTER>``, on subjects ``microlib.<cluster>.<topic>``,
 kept for a bounded time (``max_age``) so a host that reconnects catches up on what it
 missed. Each message carries a ``Nats-Msg-Id`` header, so JetStream drops the duplicate
-when the outbox resends a message it had in fact accepted. Each host reads with an
-*ordered consumer* starting at new messages: nats-py re-creates it after a reconnect
-from the last sequence it saw, so nothing in between is skipped (at least once).
+when the outbox resends a message it had in fact accepted. Each host reads the whole
+stream (every topic) with one *ordered consumer* starting at new messages; after a
+reconnect it is re-created from the last stream sequence seen, so nothing in between
+is skipped (at least once).
+
+Unless the stream discarded it first: a host away (or stuck) for longer than
+``max_age`` would resume at the oldest message left and silently miss the ones in
+between. One consumer over the whole stream makes the stream sequence contiguous for
+it, so a gap is exact: a delivered message whose sequence is past the next one
+expected, or, when re-subscribing, a stream whose first sequence is past it, means
+messages were discarded unread, and the bus reports a gap (:meth:`Bus.on_gap`).
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ class NatsBus(Bus):
         self._nc: Any = None
         self._js: Any = None
         self._subs: list[Any] = []
-        self._seen: dict[str, int] = {}
+        #: The last stream sequence delivered (``None``: not subscribed yet).
+        self._seen: int | None = None
 
     async def _connect(self) -> None:
         import nats
@@ -91,11 +100,12 @@ class NatsBus(Bus):
         self._set_connected(True)
 
     async def _subscribe(self) -> None:
-        """(Re)create one ordered consumer per topic, starting after the last message seen.
+        """(Re)create the ordered consumer, starting after the last message seen.
 
         The first time, "the last message seen" is the stream's last message now (a new
         host does not replay history); after a reconnect it is the last one delivered,
-        so what was published while we were away arrives (at least once).
+        so what was published while we were away arrives (at least once), or, if the
+        stream discarded some of it meanwhile, the gap is reported.
         """
         from nats.js.api import DeliverPolicy
 
@@ -105,24 +115,36 @@ class NatsBus(Bus):
             except Exception:  # the server forgot it already
                 pass
         self._subs = []
-        if not self._seen:
-            info = await self._js.stream_info(self.stream)
-            self._seen = {topic: int(info.state.last_seq) for topic in self._handlers}
-        for topic in self._handlers:
-
-            async def on_message(msg: Any, topic: str = topic) -> None:
-                self._seen[topic] = max(self._seen.get(topic, 0), msg.metadata.sequence.stream)
-                await self._deliver(msg.data)
-
-            sub = await self._js.subscribe(
-                f"{self.prefix}.{topic}",
-                cb=on_message,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=_start_at(self._seen.get(topic, 0) + 1),
-                stream=self.stream,
+        info = await self._js.stream_info(self.stream)
+        if self._seen is None:
+            self._seen = int(info.state.last_seq)
+        elif int(info.state.first_seq) > self._seen + 1:
+            self._gap(
+                f"stream {self.stream} discarded messages {self._seen + 1}.."
+                f"{int(info.state.first_seq) - 1} before this host read them"
             )
-            self._subs.append(sub)
+            # Reported once: the consumer starts at the first message left.
+            self._seen = int(info.state.first_seq) - 1
+
+        async def on_message(msg: Any) -> None:
+            sequence = int(msg.metadata.sequence.stream)
+            seen = self._seen or 0
+            if sequence <= seen:
+                return  # already delivered (a consumer re-created from an older position)
+            if sequence > seen + 1:
+                self._gap(f"stream {self.stream} discarded messages {seen + 1}..{sequence - 1}")
+            self._seen = sequence
+            await self._deliver(msg.data)
+
+        sub = await self._js.subscribe(
+            f"{self.prefix}.>",
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=_start_at(self._seen + 1),
+            stream=self.stream,
+        )
+        self._subs.append(sub)
 
     async def _send(self, message: BusMessage) -> None:
         await self._js.publish(

@@ -8,7 +8,9 @@ A :class:`ClusterLink` joins a host to the bus (``MICROLIB_BUS``):
   (an older revision never overwrites a newer one). While the bus is down a host
   cannot hear about writes elsewhere, so it stops trusting its cache (every read goes
   to the datasource) and says so in ``/health``; when the bus returns it starts from an
-  empty cache.
+  empty cache. A host that fell so far behind that the stream discarded messages it
+  never read (the bus reports a *gap*) also drops its whole cache, at once, and
+  re-reads the shared deployment log (a deploy announcement may have been among them).
 * **event forwarding**: local events whose names match ``bus_forward`` go out on the
   ``events`` topic; events from other hosts matching ``bus_accept`` are published on the
   local broker with their original id, so ports and listeners here consume events raised
@@ -118,6 +120,7 @@ class ClusterLink:
         self.bus.subscribe("events", self._on_remote_event)
         self.bus.subscribe("deploys", self._on_remote_deploy)
         self.bus.on_state(self._on_bus_state)
+        self.bus.on_gap(self._on_bus_gap)
         self.ctx.repositories.on_change(self._on_local_change)
         self.ctx.events.tap(self._on_local_event)
         # Until the bus says it is up, writes elsewhere are invisible to us.
@@ -244,6 +247,13 @@ class ClusterLink:
             self._spawn(self._catch_up(None))
         else:
             self.ctx.cache.suspend()
+
+    def _on_bus_gap(self) -> None:
+        # Invalidations we never read may be among the discarded messages: no cached
+        # copy can be trusted. The floors stay (they are still true); deploys are in
+        # the shared log. Forwarded events that were discarded are gone (logged).
+        self.ctx.cache.clear()
+        self._spawn(self._catch_up(None))
 
     @staticmethod
     def _matches(name: str, globs: tuple[str, ...]) -> bool:

@@ -7,6 +7,7 @@ and Redis (each test uses its own cluster name, so its own stream, and deletes i
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -239,3 +240,111 @@ def test_a_host_that_lost_invalidations_clears_the_others_caches() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_host_left_behind_by_a_trimmed_redis_stream_drops_its_cache() -> None:
+    """The stream's MAXLEN trimmed entries b had not read yet: b must not trust its cache."""
+    require("Redis", "127.0.0.1", 6379)
+    name = f"t{uuid.uuid4().hex[:10]}"
+    a = _host(REDIS_URL, name, "a")
+    b = _host(REDIS_URL, name, "b")
+    try:
+        assert a.cluster is not None and b.cluster is not None
+        bus_b = b.cluster.bus
+        a.cluster.bus.maxlen = 5  # trimmed (approximately: whole nodes) as a goes on
+        stalled = threading.Event()
+        release: asyncio.Event = b.loop.run(_make_event())
+
+        async def stall(message: Any) -> None:  # b is slow: its reader waits here
+            stalled.set()
+            await release.wait()
+
+        async def add_stall() -> None:
+            bus_b.subscribe("changes", stall)
+
+        b.loop.run(add_stall())
+        a.cluster.bus.publish("changes", "m0", "a", {"table": "other", "id": "x", "revision": 1})
+        wait_until(stalled.is_set, 10, "b reading the first message")
+        b.cache.put("orders", "o1", SimpleNamespace(revision=1))
+        # The invalidation of o1 is among the entries trimmed before b reads them.
+        a.cluster.bus.publish("changes", "m1", "a", {"table": "orders", "id": "o1", "revision": 2})
+        for n in range(400):
+            a.cluster.bus.publish("changes", f"n{n}", "a", {"table": "other", "id": str(n)})
+        assert a.loop.run(a.cluster.bus.flush(10.0))
+        assert _redis_first_entry(f"microlib:{name}:bus") != "m1"  # m1 was trimmed
+        assert len(b.cache) == 1
+        b.loop.loop.call_soon_threadsafe(release.set)
+        wait_until(lambda: len(b.cache) == 0, 10, "b dropping its cache after the gap")
+        assert bus_b.gaps == 1 and b.cluster.describe()["gaps"] == 1
+    finally:
+        a.close()
+        b.close()
+        _drop_cluster(REDIS_URL, name)
+
+
+async def _make_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
+def _redis_first_entry(key: str) -> str:
+    """The bus message id of the oldest entry left in a Redis stream."""
+
+    async def first() -> str:
+        from redis.asyncio import Redis
+
+        r = Redis.from_url(REDIS_URL)
+        try:
+            entries = await r.xrange(key, count=1)
+            return str(json.loads(entries[0][1][b"m"])["id"])
+        finally:
+            await r.aclose()
+
+    return asyncio.run(first())
+
+
+def test_a_host_whose_nats_messages_were_discarded_drops_its_cache() -> None:
+    """JetStream discarded (its limits) what b missed while away: b must not trust its cache."""
+    require("NATS", "127.0.0.1", 4222)
+    name = f"t{uuid.uuid4().hex[:10]}"
+    a = _host(NATS_URL, name, "a")
+    b = _host(NATS_URL, name, "b")
+    try:
+        assert a.cluster is not None and b.cluster is not None
+        bus_b = b.cluster.bus
+
+        async def away() -> None:  # what a lost connection does to b's consumer
+            for sub in bus_b._subs:
+                await sub.unsubscribe()
+
+        b.loop.run(away())
+        b.cache.put("orders", "o1", SimpleNamespace(revision=1))
+        a.cluster.bus.publish("changes", "m1", "a", {"table": "orders", "id": "o1", "revision": 2})
+        assert a.loop.run(a.cluster.bus.flush(10.0))
+        _nats_discard_all(f"MICROLIB_{name.upper()}")  # as max_age would, while b was away
+        b.loop.run(bus_b._subscribe())  # what b does when its connection is back
+        wait_until(lambda: len(b.cache) == 0, 10, "b dropping its cache after the gap")
+        assert bus_b.gaps == 1
+        # The consumer goes on from the first message left: later ones still arrive.
+        b.cache.put("orders", "o2", SimpleNamespace(revision=1))
+        a.cluster.bus.publish("changes", "m2", "a", {"table": "orders", "id": "o2", "revision": 2})
+        wait_until(lambda: len(b.cache) == 0, 10, "b hearing of the next write")
+        assert bus_b.gaps == 1
+    finally:
+        a.close()
+        b.close()
+        _drop_cluster(NATS_URL, name)
+
+
+def _nats_discard_all(stream: str) -> None:
+    """Purge a JetStream stream: its first sequence moves past every message in it."""
+
+    async def purge() -> None:
+        import nats
+
+        nc = await nats.connect(NATS_URL, connect_timeout=2)
+        try:
+            await nc.jetstream().purge_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(purge())
