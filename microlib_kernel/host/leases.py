@@ -8,6 +8,17 @@ background every ``ttl / 3`` seconds, released once the flow has nothing left to
 A host that dies stops renewing; when its leases expire another host's reaper takes
 them over and resumes (or compensates) those instances from their recorded state.
 
+A lease waiting at zero holds (its flow's next step has not started: say the step's
+adapter is not deployed on this host, or the event that starts it was lost) is not
+kept forever, or no other host could ever run that flow while this one lives. After
+``idle_renewals`` renewals in a row at zero holds (about ``ttl`` seconds with the
+default 3) it is *parked*: released like a finished flow's, though the flow is not
+finished. Nothing is lost: the flow's state is in the instance's row (``port_flow``,
+``compensation``), and the next event for the instance, a port call, or a host's
+start-up resume (on any host) claims the lease again and runs the missing step. A
+parked flow is not picked up by other hosts' reapers (they look for *expired* leases,
+and this one was given up, not abandoned).
+
 What this guarantees: a completed step (recorded in ``port_flow``) never runs again,
 and no two live hosts run one instance's flow at once. The step that was *in flight*
 when its host died runs again on the new owner: adapters (like undo adapters) should
@@ -40,14 +51,27 @@ class FlowLeases:
         ttl: seconds a lease lasts without renewal (how long a dead host's flows wait).
         shared: whether other processes use the store; without, nothing is renewed or
             reaped (a single host resumes its own flows when it starts).
+        idle_renewals: renewals in a row at zero holds after which an unfinished flow's
+            lease is released (parked, see the module docstring).
     """
 
-    def __init__(self, store: LeaseStore, node: str, *, ttl: float = 10.0, shared: bool) -> None:
+    def __init__(
+        self,
+        store: LeaseStore,
+        node: str,
+        *,
+        ttl: float = 10.0,
+        shared: bool,
+        idle_renewals: int = 3,
+    ) -> None:
         self.store = store
         self.node = node
         self.ttl = ttl
         self.shared = shared
+        self.idle_renewals = idle_renewals
         self._holds: dict[str, int] = {}
+        #: Renewals in a row each key has spent at zero holds.
+        self._idle: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._finished: Callable[[str], Awaitable[bool]] = _always_finished
         self._mine: Callable[[str], bool] = _any_key
@@ -56,6 +80,7 @@ class FlowLeases:
         self._releasing: dict[str, asyncio.Future[None]] = {}
         self.taken_over = 0
         self.lost = 0
+        self.parked = 0
 
     def start(
         self,
@@ -86,6 +111,7 @@ class FlowLeases:
         releasing = self._releasing.get(key)
         if releasing is not None:
             await asyncio.shield(releasing)
+        self._idle.pop(key, None)
         if key in self._holds:
             self._holds[key] += 1
             return True
@@ -120,18 +146,23 @@ class FlowLeases:
                 return
             if self._holds.get(key) != 0:
                 return
-            del self._holds[key]
-            released = asyncio.get_running_loop().create_future()
-            self._releasing[key] = released
-            try:
-                await self.store.release(key, self.node)
-            except Exception as exc:  # it expires by itself; a reaper finds nothing to do
-                log.warning("could not release the lease on %s: %s", key, exc)
-            finally:
-                del self._releasing[key]
-                released.set_result(None)
+            await self._release(key)
         else:
             del self._holds[key]
+
+    async def _release(self, key: str) -> None:
+        """Give up ``key`` (held at zero holds) in the store."""
+        del self._holds[key]
+        self._idle.pop(key, None)
+        released = asyncio.get_running_loop().create_future()
+        self._releasing[key] = released
+        try:
+            await self.store.release(key, self.node)
+        except Exception as exc:  # it expires by itself; a reaper finds nothing to do
+            log.warning("could not release the lease on %s: %s", key, exc)
+        finally:
+            del self._releasing[key]
+            released.set_result(None)
 
     @property
     def held(self) -> list[str]:
@@ -164,6 +195,26 @@ class FlowLeases:
                 self.lost += 1
                 log.warning("lost the lease on %s to another host", key)
                 self._holds.pop(key, None)
+                self._idle.pop(key, None)
+            await self._park_idle(kept)
+
+    async def _park_idle(self, renewed: set[str]) -> None:
+        """Count renewals at zero holds; release the leases that reached the limit."""
+        for key in renewed:
+            if self._holds.get(key) != 0 or key in self._releasing:
+                self._idle.pop(key, None)
+                continue
+            self._idle[key] = self._idle.get(key, 0) + 1
+            if self._idle[key] < self.idle_renewals:
+                continue
+            self.parked += 1
+            log.info(
+                "released the lease on %s: its flow's next step has not started here after "
+                "%d renewals; the next event, call or start-up on any host takes it again",
+                key,
+                self._idle[key],
+            )
+            await self._release(key)
 
     async def _reap_loop(self, on_orphan: Callable[[str], Awaitable[None]]) -> None:
         while True:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -119,5 +121,69 @@ async def test_an_acquire_waits_for_a_release_in_flight() -> None:
     assert await leases.acquire("orders/1")
     await done
     # The new hold's lease is in the store: the earlier release did not remove it.
+    assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+def _renewing(store: LocalLeases, *, finished: bool, idle_renewals: int = 3) -> FlowLeases:
+    """Leases whose renewal runs every 20 ms (nothing expires: renewals keep them)."""
+    leases = FlowLeases(store, "a", ttl=0.06, shared=True, idle_renewals=idle_renewals)
+
+    async def is_finished(key: str) -> bool:
+        return finished
+
+    async def orphan(key: str) -> None:
+        raise AssertionError(f"{key} was taken over, yet its owner renewed it")
+
+    leases.start(orphan, is_finished)
+    return leases
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_flow_waiting_here_for_too_long_is_released_for_any_host() -> None:
+    # Its next step cannot start here (say its adapter is not deployed on this host):
+    # the lease is released after a few renewals, so another host can run the flow.
+    store = LocalLeases()
+    leases = _renewing(store, finished=False)
+    assert await leases.acquire("orders/1")
+    await leases.done("orders/1")
+    assert leases.held == ["orders/1"]
+    assert not await store.claim("orders/1", "b", 10)
+    await _until(lambda: leases.held == [], "the waiting lease being parked")
+    assert leases.parked == 1
+    assert await store.claim("orders/1", "b", 10)  # the next event on host b takes it
+    await leases.close()
+
+
+async def test_a_running_step_keeps_its_lease_and_a_new_hold_restarts_the_count() -> None:
+    store = LocalLeases()
+    leases = _renewing(store, finished=False, idle_renewals=10)
+    assert await leases.acquire("orders/1")  # a port running for a long time
+    assert await leases.acquire("orders/2")
+    await leases.done("orders/2")
+    for _ in range(3):  # orders/2 keeps getting a next step just before the limit
+        await _until(lambda: leases._idle.get("orders/2", 0) >= 3, "renewals at zero holds")
+        assert await leases.acquire("orders/2")
+        await leases.done("orders/2")
+        assert leases._idle.get("orders/2", 0) <= 1
+    await _until(lambda: leases.parked == 1, "orders/2 parked at last")
+    assert leases.held == ["orders/1"]  # a step still running is never parked
+    assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+async def test_a_parked_flow_is_claimed_again_by_its_next_step_here() -> None:
+    store = LocalLeases()
+    leases = _renewing(store, finished=False, idle_renewals=1)
+    assert await leases.acquire("orders/1")
+    await leases.done("orders/1")
+    await _until(lambda: leases.held == [], "the waiting lease being parked")
+    assert await leases.acquire("orders/1")  # e.g. the adapter was deployed and called
     assert not await store.claim("orders/1", "b", 10)
     await leases.close()
