@@ -19,6 +19,15 @@ start-up resume (on any host) claims the lease again and runs the missing step. 
 parked flow is not picked up by other hosts' reapers (they look for *expired* leases,
 and this one was given up, not abandoned).
 
+A claim that fails on a database error (the server restarting, the pool exhausted)
+is retried a few times with a growing wait (``claim_delays``, ending at the one second
+a ``DatasourceUnavailable`` asks callers to wait) when nobody is waiting for the
+answer: an event-triggered port (``acquire(key, retry=True)``). If it still fails the
+lease stays unclaimed, nothing ran, and :class:`ClaimFailed` says so; the orchestrator
+hands the step to :meth:`FlowLeases.retry_later`, and the reaper runs it again on its
+next round (a host start-up resumes interrupted flows too). A direct port call is not
+retried here: its caller gets the 503 with ``Retry-After`` at once.
+
 What this guarantees: a completed step (recorded in ``port_flow``) never runs again,
 and no two live hosts run one instance's flow at once. The step that was *in flight*
 when its host died runs again on the new owner: adapters (like undo adapters) should
@@ -35,11 +44,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from ..errors import DatasourceUnavailable
 from ..store.leases import LeaseStore
 
 log = logging.getLogger("microlib_kernel.leases")
+
+
+class ClaimFailed(DatasourceUnavailable):
+    """A lease could not be claimed, even after retries: the database did not answer.
+
+    Nothing ran and nothing is held; the step can be tried again later.
+    """
 
 
 class FlowLeases:
@@ -53,6 +70,10 @@ class FlowLeases:
             reaped (a single host resumes its own flows when it starts).
         idle_renewals: renewals in a row at zero holds after which an unfinished flow's
             lease is released (parked, see the module docstring).
+        claim_delays: seconds to wait before each new claim attempt after a database
+            error, for ``acquire(retry=True)`` (its length is the number of retries).
+        max_retries: steps waiting for the reaper to retry them; past it the oldest
+            waits for a start-up resume instead.
     """
 
     def __init__(
@@ -63,12 +84,18 @@ class FlowLeases:
         ttl: float = 10.0,
         shared: bool,
         idle_renewals: int = 3,
+        claim_delays: Sequence[float] = (0.25, 0.5, 1.0),
+        max_retries: int = 10_000,
     ) -> None:
         self.store = store
         self.node = node
         self.ttl = ttl
         self.shared = shared
         self.idle_renewals = idle_renewals
+        self.claim_delays = tuple(claim_delays)
+        self.max_retries = max_retries
+        #: Steps whose lease could not be claimed, by (key, step): the reaper runs them.
+        self._retries: dict[tuple[str, str], Callable[[], object]] = {}
         self._holds: dict[str, int] = {}
         #: Renewals in a row each key has spent at zero holds.
         self._idle: dict[str, int] = {}
@@ -81,6 +108,7 @@ class FlowLeases:
         self.taken_over = 0
         self.lost = 0
         self.parked = 0
+        self.claims_failed = 0
 
     def start(
         self,
@@ -106,8 +134,17 @@ class FlowLeases:
             loop.create_task(self._reap_loop(on_orphan)),
         ]
 
-    async def acquire(self, key: str) -> bool:
-        """Hold ``key`` (again); ``False`` when a live host owns it."""
+    async def acquire(self, key: str, *, retry: bool = False) -> bool:
+        """Hold ``key`` (again); ``False`` when a live host owns it.
+
+        Args:
+            retry: retry a claim that fails on a database error (``claim_delays``); for
+                callers nobody waits on (event-triggered ports).
+
+        Raises:
+            ClaimFailed: with ``retry``, the claim kept failing (nothing is held).
+            Exception: without ``retry``, the store's error (``DatasourceUnavailable``).
+        """
         releasing = self._releasing.get(key)
         if releasing is not None:
             await asyncio.shield(releasing)
@@ -115,10 +152,48 @@ class FlowLeases:
         if key in self._holds:
             self._holds[key] += 1
             return True
-        if self.shared and not await self.store.claim(key, self.node, self.ttl):
+        if self.shared and not await self._claim(key, self.claim_delays if retry else None):
             return False
         self._holds[key] = self._holds.get(key, 0) + 1
         return True
+
+    async def _claim(self, key: str, delays: tuple[float, ...] | None) -> bool:
+        """Claim ``key`` in the store, retrying after each of ``delays`` on an error."""
+        if delays is None:
+            return await self.store.claim(key, self.node, self.ttl)
+        for attempt in range(len(delays) + 1):
+            try:
+                return await self.store.claim(key, self.node, self.ttl)
+            except Exception as exc:  # a claim is idempotent for its owner: safe to repeat
+                if attempt == len(delays):
+                    self.claims_failed += 1
+                    raise ClaimFailed(
+                        f"could not claim the lease on {key} after {attempt + 1} attempts"
+                    ) from exc
+                log.info("claiming the lease on %s failed (%s); retrying", key, exc)
+                await asyncio.sleep(delays[attempt])
+                if key in self._holds:  # another task of ours claimed it meanwhile
+                    return True
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def retry_later(self, key: str, step: str, attempt: Callable[[], object]) -> None:
+        """Have the reaper call ``attempt()`` on its next round (a claim failed for it).
+
+        ``attempt`` starts the step again (and calls this again if its claim fails
+        again); one pending attempt per ``(key, step)``, the latest wins.
+        """
+        self._retries.pop((key, step), None)
+        self._retries[(key, step)] = attempt
+        while len(self._retries) > self.max_retries:
+            (old, old_step), _ = next(iter(self._retries.items()))
+            del self._retries[(old, old_step)]
+            log.warning("%s %s: too many steps waiting for their lease; it resumes at the "
+                        "next start-up", old, old_step)  # fmt: skip
+
+    @property
+    def waiting(self) -> int:
+        """Steps waiting for the reaper to claim their lease again."""
+        return len(self._retries)
 
     async def done(self, key: str) -> None:
         """End one hold; release ``key`` once nothing holds it and its flow is finished.
@@ -219,6 +294,13 @@ class FlowLeases:
     async def _reap_loop(self, on_orphan: Callable[[str], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(self.ttl / 2)
+            retries, self._retries = self._retries, {}
+            for (key, step), attempt in retries.items():
+                log.info("%s %s: trying to claim its lease again", key, step)
+                try:
+                    attempt()
+                except Exception:
+                    log.exception("retrying %s %s failed", key, step)
             try:
                 keys = await self.store.expired()
             except Exception as exc:

@@ -10,6 +10,10 @@ An instance runs a consumer port at most once per flow: a port already in its
 ``port_flow``, or already running for it, is skipped; an instance under compensation
 (any non-``None`` ``compensation``) runs no event-triggered port ever again.
 
+A port whose lease cannot be claimed (the database did not answer, even after the
+retries of :meth:`FlowLeases.acquire`) has not run: the event is handed to the lease
+reaper, which runs it again on its next round (:meth:`FlowLeases.retry_later`).
+
 Resume: the first time a model is published on a host, interrupted flows continue
 from their last completed port (its ``produces`` event is emitted again) and sagas left
 ``"running"`` by a crash continue.
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain.events import Event, Subscription
 from ..domain.saga import resume_events
 from ..errors import FlowElsewhere, NotFound, PortFailed
+from .leases import ClaimFailed
 
 if TYPE_CHECKING:
     from .ports import PortRunner
@@ -106,6 +111,19 @@ class Orchestrator:
             await self.runner.run(mv, instance, spec, (), {}, event=event)
         except FlowElsewhere:
             pass  # another host owns this instance's flow and runs its ports
+        except ClaimFailed as exc:
+            # Nothing ran and nothing is held. Dropping the event would strand the flow
+            # (a flow's first step is not found by a start-up resume): retry it later.
+            log.warning(
+                "%s %s: port %s not started, its lease could not be claimed (%s); the "
+                "lease reaper tries again",
+                model, event.model_id, port, exc.__cause__ or exc,
+            )  # fmt: skip
+            self.runner.leases.retry_later(
+                f"{entry.endpoint}/{event.model_id}",
+                port,
+                lambda: self.runner.spawn(self.on_event(model, port, pattern, event)),
+            )
         except PortFailed:
             pass  # reported by events, the log and the saga; nobody awaits a listener
         finally:

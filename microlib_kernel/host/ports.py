@@ -95,14 +95,19 @@ class PortRunner:
         return entry is not None and entry.published
 
     @contextlib.asynccontextmanager
-    async def owning(self, endpoint: str, id: str) -> AsyncIterator[None]:
+    async def owning(self, endpoint: str, id: str, *, retry: bool = False) -> AsyncIterator[None]:
         """Hold the lease on ``endpoint/id`` while the block runs.
+
+        Args:
+            retry: retry a claim that fails on a database error (nobody waits: an
+                event-triggered port); see :mod:`.leases`.
 
         Raises:
             FlowElsewhere: another live host holds it (runs this instance's flow).
+            ClaimFailed: with ``retry``, the claim kept failing.
         """
         key = f"{endpoint}/{id}"
-        if not await self.leases.acquire(key):
+        if not await self.leases.acquire(key, retry=retry):
             raise FlowElsewhere(
                 f"the flow of {endpoint}/{id} is running on another host; try again later",
                 id=id,
@@ -311,7 +316,8 @@ class PortRunner:
         # nobody awaits, is worth a warning in the log.
         level = logging.WARNING if event is not None else logging.INFO
         try:
-            async with self.owning(mv.spec.endpoint, instance.id):
+            # An event-triggered port has no caller to answer 503: its claim is retried.
+            async with self.owning(mv.spec.endpoint, instance.id, retry=event is not None):
                 repo = self.ctx.repository(mv.spec.endpoint)
                 if not repo.store.exclusive:
                     # Other hosts write this table: the cached copy may predate a port

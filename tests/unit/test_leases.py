@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from microlib_kernel.host.leases import FlowLeases
+from microlib_kernel.errors import DatasourceUnavailable
+from microlib_kernel.host.leases import ClaimFailed, FlowLeases
 from microlib_kernel.store.leases import LocalLeases
 
 pytestmark = pytest.mark.anyio
@@ -186,4 +187,72 @@ async def test_a_parked_flow_is_claimed_again_by_its_next_step_here() -> None:
     await _until(lambda: leases.held == [], "the waiting lease being parked")
     assert await leases.acquire("orders/1")  # e.g. the adapter was deployed and called
     assert not await store.claim("orders/1", "b", 10)
+    await leases.close()
+
+
+class FailingClaims(LocalLeases):
+    """Leases whose next ``failures`` claims fail, as when the database is unreachable."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.claims = 0
+
+    async def claim(self, key: str, owner: str, ttl: float) -> bool:
+        self.claims += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise DatasourceUnavailable("the database is not reachable right now")
+        return await super().claim(key, owner, ttl)
+
+
+def _flaky(store: LocalLeases, ttl: float = 10.0) -> FlowLeases:
+    return FlowLeases(store, "a", ttl=ttl, shared=True, claim_delays=(0.0, 0.01, 0.02))
+
+
+async def test_a_claim_failing_on_the_database_is_retried_when_asked() -> None:
+    store = FailingClaims(failures=3)
+    leases = _flaky(store)
+    assert await leases.acquire("orders/1", retry=True)
+    assert store.claims == 4 and leases.held == ["orders/1"]
+    assert not await store.claim("orders/1", "b", 10)  # it is ours in the store
+
+
+async def test_a_claim_that_keeps_failing_holds_nothing() -> None:
+    store = FailingClaims(failures=4)
+    leases = _flaky(store)
+    with pytest.raises(ClaimFailed) as caught:
+        await leases.acquire("orders/1", retry=True)
+    assert isinstance(caught.value.__cause__, DatasourceUnavailable)
+    assert store.claims == 4 and leases.held == [] and leases.claims_failed == 1
+    assert await store.claim("orders/1", "b", 10)  # unclaimed: free for anyone
+
+
+async def test_a_direct_claim_is_not_retried() -> None:
+    # A port called over HTTP answers 503 with Retry-After at once; its client retries.
+    store = FailingClaims(failures=1)
+    leases = _flaky(store)
+    with pytest.raises(DatasourceUnavailable) as caught:
+        await leases.acquire("orders/1")
+    assert not isinstance(caught.value, ClaimFailed)
+    assert store.claims == 1 and leases.held == []
+
+
+async def test_the_reaper_runs_a_step_whose_claim_failed_on_its_next_round() -> None:
+    leases = _flaky(LocalLeases(), ttl=0.04)
+    ran: list[str] = []
+
+    async def orphan(key: str) -> None:
+        raise AssertionError(f"nothing expires here, yet {key} was taken over")
+
+    async def is_finished(key: str) -> bool:
+        return True
+
+    leases.start(orphan, is_finished)
+    leases.retry_later("orders/1", "pick", lambda: ran.append("first"))
+    leases.retry_later("orders/1", "pick", lambda: ran.append("pick"))  # the latest wins
+    leases.retry_later("orders/2", "pick", lambda: ran.append("other"))
+    assert leases.waiting == 2
+    await _until(lambda: leases.waiting == 0, "the reaper's round")
+    assert sorted(ran) == ["other", "pick"]
     await leases.close()
