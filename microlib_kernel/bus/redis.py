@@ -77,7 +77,9 @@ class RedisStreamsBus(Bus):
 
         ``entries`` is the batch just read after ``_last_id``. Entries of the batch may
         have been trimmed since (they are older than the first entry left): those were
-        read, not missed. Moves ``_ordinal`` to just before the batch's first entry.
+        read, not missed. Entries after a batch that ``COUNT`` cut short may be gone
+        too: they are counted now (the next batch cannot contain them), so ``_ordinal``,
+        moved forward by the result, runs ahead of the batch until the next one.
         """
         if self._ordinal is None:
             return 0

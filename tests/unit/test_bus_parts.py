@@ -146,3 +146,101 @@ async def test_an_overflowing_outbox_remembers_it_lost_messages() -> None:
     for n in range(5):  # never opened: nothing is sent
         bus.publish("changes", f"m{n}", "a", {})
     assert bus.backlog == 3 and bus.dropped == 2 and bus.lost
+
+
+class FakeJetStream:
+    """Just enough of nats-py's JetStream context for :meth:`NatsBus._subscribe`."""
+
+    def __init__(self, first_seq: int, last_seq: int) -> None:
+        self.state = SimpleNamespace(first_seq=first_seq, last_seq=last_seq)
+        self.callbacks: list[object] = []
+        self.starts: list[int] = []
+
+    async def stream_info(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(state=self.state)
+
+    async def subscribe(self, subject: str, *, cb: object, config: object, **_: object) -> object:
+        self.callbacks.append(cb)
+        self.starts.append(config.opt_start_seq)  # type: ignore[attr-defined]
+        return SimpleNamespace(unsubscribe=_nothing)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _nats_msg(seq: int) -> SimpleNamespace:
+    body = BusMessage("changes", f"m{seq}", "a", {"table": "t", "id": str(seq)}).encode()
+    return SimpleNamespace(
+        data=body, metadata=SimpleNamespace(sequence=SimpleNamespace(stream=seq))
+    )
+
+
+@pytest.mark.anyio
+async def test_nats_reports_messages_the_stream_discarded_before_delivery() -> None:
+    from microlib_kernel.bus.nats import NatsBus
+
+    bus = NatsBus("nats://127.0.0.1:1", cluster="c")
+    got: list[str] = []
+    gaps: list[None] = []
+
+    async def handler(message: BusMessage) -> None:
+        got.append(message.id)
+
+    bus.subscribe("changes", handler)
+    bus.on_gap(lambda: gaps.append(None))
+    js = bus._js = FakeJetStream(first_seq=1, last_seq=10)
+    await bus._subscribe()
+    assert js.starts == [11]  # a new host starts after the last message
+    deliver = js.callbacks[-1]
+    for seq in (11, 12, 12, 15):  # 12 twice (a re-created consumer), 13-14 discarded
+        await deliver(_nats_msg(seq))  # type: ignore[operator]
+    assert got == ["m11", "m12", "m15"] and len(gaps) == 1 and bus.gaps == 1
+    # Away (a reconnect) while the stream discarded everything up to 20: one more gap.
+    js.state = SimpleNamespace(first_seq=21, last_seq=20)
+    await bus._subscribe()
+    assert js.starts[-1] == 21 and bus.gaps == 2
+    await js.callbacks[-1](_nats_msg(21))  # type: ignore[operator]
+    assert got[-1] == "m21" and bus.gaps == 2
+    # Back without loss: no gap.
+    js.state = SimpleNamespace(first_seq=5, last_seq=25)
+    await bus._subscribe()
+    assert js.starts[-1] == 22 and bus.gaps == 2
+
+
+class FakeRedisInfo:
+    """``XINFO STREAM`` answers for :meth:`RedisStreamsBus._missed`."""
+
+    def __init__(self, added: int, length: int, first: str | None) -> None:
+        self.info = {
+            "entries-added": added,
+            "length": length,
+            "first-entry": (first.encode(), {}) if first else None,
+        }
+
+    async def xinfo_stream(self, key: str) -> dict[str, object]:
+        return self.info
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("added", "length", "first", "batch", "missed"),
+    [
+        (20, 20, "1-0", (11, 20), 0),  # nothing trimmed
+        (20, 10, "11-0", (11, 20), 0),  # trimmed up to what we had read (entry 10)
+        (20, 8, "13-0", (11, 20), 0),  # also our batch's first two, after we read them
+        (20, 7, "14-0", (14, 20), 3),  # 11-13 were gone before we read: the batch began at 14
+        (30, 5, "26-0", (14, 23), 5),  # and 24-25, after our (count-limited) batch, are gone
+        (30, 5, "26-0", (11, 20), 5),  # no gap before the batch, but 21-25 are gone unread
+    ],
+)
+async def test_redis_counts_entries_trimmed_before_it_read_them(
+    added: int, length: int, first: str, batch: tuple[int, int], missed: int
+) -> None:
+    from microlib_kernel.bus.redis import RedisStreamsBus
+
+    bus = RedisStreamsBus("redis://127.0.0.1:1", cluster="c")
+    bus._redis = FakeRedisInfo(added, length, first)
+    bus._ordinal, bus._last_id = 10, "10-0"  # we had read entries 1..10 (ids n-0)
+    entries = [(f"{n}-0".encode(), {}) for n in range(batch[0], batch[1] + 1)]
+    assert await bus._missed(entries) == missed
