@@ -9,9 +9,12 @@ can assert the exact order of calls across services.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from microlib_kernel import Host, Model, port
+from microlib_kernel.errors import DatasourceUnavailable
+from microlib_kernel.store.leases import LeaseStore
 
 Mode = str  # "ok" | "fail" | "hang" | "fail-once"
 
@@ -154,3 +157,28 @@ def order_model(**options: dict[str, Any]) -> type[Model]:
 
 def event_names(host: Host, pattern: str = "*") -> list[str]:
     return [e.name for e in host.events.recent(pattern, n=0)]
+
+
+class FlakyClaims(LeaseStore):
+    """A lease store whose next ``failures`` claims fail, as while its database is down."""
+
+    def __init__(self, store: LeaseStore, failures: int = 0) -> None:
+        self.store = store
+        self.failures = failures
+        self.claims = 0
+
+    async def claim(self, key: str, owner: str, ttl: float) -> bool:
+        self.claims += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise DatasourceUnavailable("the database is not reachable right now")
+        return await self.store.claim(key, owner, ttl)
+
+    async def renew(self, keys: Sequence[str], owner: str, ttl: float) -> set[str]:
+        return await self.store.renew(keys, owner, ttl)
+
+    async def release(self, key: str, owner: str) -> None:
+        await self.store.release(key, owner)
+
+    async def expired(self, limit: int = 100) -> list[str]:
+        return await self.store.expired(limit)

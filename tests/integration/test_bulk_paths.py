@@ -158,6 +158,22 @@ async def test_a_new_host_lists_through_one_json_array(host: Host, tmp_path: Pat
         again.close()
 
 
+def stricter_item() -> type[Model]:
+    """``Item`` again, now refusing names shorter than 2 (a row ``x`` was stored before)."""
+
+    class Item(Model, endpoint="items"):
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def long(cls, v: str) -> str:
+            if len(v) < 2:
+                raise ValueError("too short")
+            return v
+
+    return Item
+
+
 async def test_a_new_host_lists_rows_a_stricter_version_rejects(host: Host, tmp_path: Path) -> None:
     class Item(Model, endpoint="items"):
         name: str
@@ -167,19 +183,9 @@ async def test_a_new_host_lists_rows_a_stricter_version_rejects(host: Host, tmp_
     host.close()
     again = Host(settings=host.settings)
     try:
-
-        class Item(Model, endpoint="items"):  # type: ignore[no-redef]
-            name: str
-
-            @field_validator("name")
-            @classmethod
-            def long(cls, v: str) -> str:
-                if len(v) < 2:
-                    raise ValueError("too short")
-                return v
-
-        again.publish(Item)
-        assert sorted(i.name for i in await Item.list()) == ["ok", "x"]
+        Strict = stricter_item()
+        again.publish(Strict)
+        assert sorted(i.name for i in await Strict.list()) == ["ok", "x"]
     finally:
         again.close()
 
@@ -245,19 +251,10 @@ async def test_rows_a_stricter_version_rejects_are_still_listed(host: Host) -> N
     host.publish(Item)
     await Item.create_many([{"name": "ok"}, {"name": "x"}])
 
-    class Item(Model, endpoint="items"):  # type: ignore[no-redef]
-        name: str
-
-        @field_validator("name")
-        @classmethod
-        def long(cls, v: str) -> str:
-            if len(v) < 2:
-                raise ValueError("too short")
-            return v
-
-    host.publish(Item)
+    Strict = stricter_item()
+    host.publish(Strict)
     host.cache.clear()
-    names = sorted(i.name for i in await Item.list())
+    names = sorted(i.name for i in await Strict.list())
     assert names == ["ok", "x"]  # the bulk validation failed; the row-by-row path kept both
 
 

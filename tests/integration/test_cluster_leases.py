@@ -5,7 +5,7 @@ Each test has its own database (``tests/pg_support.py``), dropped afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,8 @@ import pytest
 
 from microlib_kernel import Host
 from microlib_kernel.config import Settings
-from microlib_kernel.errors import DatasourceUnavailable
-from microlib_kernel.store.leases import LeaseStore
 from tests.pg_support import temporary_database
-from tests.ports_support import ADAPTERS, Services, order_model
+from tests.ports_support import ADAPTERS, FlakyClaims, Services, order_model
 from tests.services import wait_until
 
 FLOW = ["authorize", "pick", "ship", "complete"]
@@ -27,31 +25,6 @@ FLOW = ["authorize", "pick", "ship", "complete"]
 def pg_url() -> Iterator[str]:
     with temporary_database() as url:
         yield url
-
-
-class FlakyClaims(LeaseStore):
-    """The host's real lease store, whose next ``failures`` claims fail as in an outage."""
-
-    def __init__(self, store: LeaseStore) -> None:
-        self.store = store
-        self.failures = 0
-        self.claims = 0
-
-    async def claim(self, key: str, owner: str, ttl: float) -> bool:
-        self.claims += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise DatasourceUnavailable("the database is not reachable right now")
-        return await self.store.claim(key, owner, ttl)
-
-    async def renew(self, keys: Sequence[str], owner: str, ttl: float) -> set[str]:
-        return await self.store.renew(keys, owner, ttl)
-
-    async def release(self, key: str, owner: str) -> None:
-        await self.store.release(key, owner)
-
-    async def expired(self, limit: int = 100) -> list[str]:
-        return await self.store.expired(limit)
 
 
 def _host(pg_url: str, tmp_path: Path, node: str, adapters: dict[str, Any]) -> Host:

@@ -10,7 +10,8 @@ import pytest
 
 from microlib_kernel.errors import DatasourceUnavailable
 from microlib_kernel.host.leases import ClaimFailed, FlowLeases
-from microlib_kernel.store.leases import LocalLeases
+from microlib_kernel.store.leases import LeaseStore, LocalLeases
+from tests.ports_support import FlakyClaims
 
 pytestmark = pytest.mark.anyio
 
@@ -190,28 +191,12 @@ async def test_a_parked_flow_is_claimed_again_by_its_next_step_here() -> None:
     await leases.close()
 
 
-class FailingClaims(LocalLeases):
-    """Leases whose next ``failures`` claims fail, as when the database is unreachable."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.claims = 0
-
-    async def claim(self, key: str, owner: str, ttl: float) -> bool:
-        self.claims += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise DatasourceUnavailable("the database is not reachable right now")
-        return await super().claim(key, owner, ttl)
-
-
-def _flaky(store: LocalLeases, ttl: float = 10.0) -> FlowLeases:
+def _flaky(store: LeaseStore, ttl: float = 10.0) -> FlowLeases:
     return FlowLeases(store, "a", ttl=ttl, shared=True, claim_delays=(0.0, 0.01, 0.02))
 
 
 async def test_a_claim_failing_on_the_database_is_retried_when_asked() -> None:
-    store = FailingClaims(failures=3)
+    store = FlakyClaims(LocalLeases(), failures=3)
     leases = _flaky(store)
     assert await leases.acquire("orders/1", retry=True)
     assert store.claims == 4 and leases.held == ["orders/1"]
@@ -219,7 +204,7 @@ async def test_a_claim_failing_on_the_database_is_retried_when_asked() -> None:
 
 
 async def test_a_claim_that_keeps_failing_holds_nothing() -> None:
-    store = FailingClaims(failures=4)
+    store = FlakyClaims(LocalLeases(), failures=4)
     leases = _flaky(store)
     with pytest.raises(ClaimFailed) as caught:
         await leases.acquire("orders/1", retry=True)
@@ -230,7 +215,7 @@ async def test_a_claim_that_keeps_failing_holds_nothing() -> None:
 
 async def test_a_direct_claim_is_not_retried() -> None:
     # A port called over HTTP answers 503 with Retry-After at once; its client retries.
-    store = FailingClaims(failures=1)
+    store = FlakyClaims(LocalLeases(), failures=1)
     leases = _flaky(store)
     with pytest.raises(DatasourceUnavailable) as caught:
         await leases.acquire("orders/1")
