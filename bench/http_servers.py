@@ -36,20 +36,22 @@ def _wait_for_stdin_close(stop: Any) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def serve_microlib(folder: Path) -> None:
+def serve_host(datasource: str) -> None:
+    """A host on ``datasource`` serving ``Item`` on a free port; prints its URL, runs until
+    stdin closes or SIGTERM (the PostgreSQL bench's servers use it too)."""
+    import signal
+
     from microlib_kernel import Host, Model
 
     class Item(Model, endpoint="items"):
         name: str
         qty: int = 0
 
-    host = Host(f"duckdb:///{folder}/microlib.duckdb", port=0)
+    host = Host(datasource, port=0)
     host.publish(Item)
     print(host.serve(port=0), flush=True)
     done = threading.Event()
     _wait_for_stdin_close(done.set)
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     done.wait()
     host.close()
@@ -188,7 +190,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     os.chdir(folder)
     if kind == "microlib":
-        serve_microlib(folder)
+        serve_host(f"duckdb:///{folder}/microlib.duckdb")
     else:
         serve_baseline(kind, folder)
 

@@ -16,33 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import sys
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_servers import ROOT, _wait_for_stdin_close, serve_app
-
-
-def serve_host(datasource: str) -> None:
-    from microlib_kernel import Host, Model
-
-    class Item(Model, endpoint="items"):
-        name: str
-        qty: int = 0
-
-    host = Host(datasource, port=0)
-    host.publish(Item)
-    print(host.serve(port=0), flush=True)
-    done = threading.Event()
-    _wait_for_stdin_close(done.set)
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    done.wait()
-    host.close()
-
+from http_servers import ROOT, serve_app, serve_host
 
 _COLUMNS = ("id", "created_at", "updated_at", "version", "revision", "name", "qty")
 

@@ -274,10 +274,6 @@ class Host:
         """:meth:`route` on the host loop; ``who`` goes to the deployment log."""
         return await self.rollout.route(name, weights, who=who)
 
-    async def caught_up(self, seq: int | None = None) -> None:
-        """Apply deployment records other hosts appended (up to ``seq``, or all)."""
-        await self.rollout.caught_up(seq)
-
     def model(self, name: str, version: str | None = None) -> type[Model]:
         """The class of a published model (its active version, or ``version``)."""
         entry = self.registry.get(name)

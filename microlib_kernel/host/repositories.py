@@ -101,10 +101,6 @@ class Repositories:
         for listener in self._listeners:
             listener(change)
 
-    def datasources(self) -> list[DataSource]:
-        """Every datasource opened so far."""
-        return list(self._datasources.values())
-
     async def close(self) -> None:
         """Close every datasource (each failure is logged, the others still close)."""
         for store in self._datasources.values():
