@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ..domain.events import Event, EventBroker
-from ..domain.ids import check_id, is_valid_id, new_id
+from ..domain.ids import check_id, is_valid_id, new_id, new_ids
 from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
@@ -34,6 +34,7 @@ from ..store.base import DataSource, WriteOp
 from ..store.cache import InstanceCache
 from .bulk import (
     dump_many,
+    paused_gc,
     share_fields_set,
     validate_json_array,
     validate_json_rows,
@@ -520,25 +521,44 @@ class Repository:
         commit in one transaction.
         """
         now = self.now()
-        values = [self._values(mv, row, new_id(), now) for row in rows]
-        try:
-            instances = validate_many(mv.cls, values)
-        except ValidationError:
-            # Row by row, for the first invalid row's error exactly as a create gives it.
-            instances = [
-                self._new(mv, row, value["id"]) for row, value in zip(rows, values, strict=True)
+        # The collector stays off for the whole burst, not only inside pydantic: the
+        # per-row dicts, ids and write records would trigger young collections that
+        # free nothing (see bulk.py).
+        with paused_gc(len(rows)):
+            values = [
+                self._values(mv, row, id, now)
+                for row, id in zip(rows, new_ids(len(rows)), strict=True)
             ]
-        records = self._encode_many(mv, instances)
-        await self.store.write_many(
-            [
+            try:
+                instances = validate_many(mv.cls, values)
+            except ValidationError:
+                # Row by row, for the first invalid row's error exactly as a create gives.
+                instances = [
+                    self._new(mv, row, value["id"]) for row, value in zip(rows, values, strict=True)
+                ]
+            del values
+            records = self._encode_many(mv, instances)
+            ops = [
                 WriteOp("upsert", self.table, i.id, r, expect_revision=0)
                 for i, r in zip(instances, records, strict=True)
             ]
-        )
-        for instance, record in zip(instances, records, strict=True):
-            self._keep(instance)
-            self._emit("created", instance, instance.to_json)
-            self._changed(instance.id, record)
+        await self.store.write_many(ops)
+        with paused_gc(len(rows)):
+            if self.cache.size:
+                self._cached_any = True
+                for instance in instances:
+                    share_fields_set(instance)
+                self.cache.put_many(self.table, [(i.id, i) for i in instances])
+            name, model = f"{self.prefix}.created", self.model
+            self.events.publish_many(
+                [
+                    Event(name, model=model, model_id=i.id, data_factory=i.to_json, time=now)
+                    for i in instances
+                ]
+            )
+            if self._on_change is not None:
+                for instance, record in zip(instances, records, strict=True):
+                    self._changed(instance.id, record)
         return instances
 
     def _encode_many(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -51,6 +52,26 @@ class InstanceCache:
         self._data.move_to_end(key)
         while len(self._data) > self.size:
             self._data.popitem(last=False)
+
+    def put_many(self, table: str, entries: Iterable[tuple[str, Any]]) -> None:
+        """:meth:`put` of each ``(id, value)`` in order (a bulk write's new instances).
+
+        The oldest entries beyond ``size`` go once at the end: the same entries stay as
+        after one ``put`` each.
+        """
+        if not self.size or self._suspended:
+            return
+        data, floors = self._data, self._floors
+        for id, value in entries:
+            key = (table, id)
+            if floors:
+                floor = floors.get(key)
+                if floor is not None and getattr(value, "revision", 0) < floor:
+                    continue
+            data[key] = value
+            data.move_to_end(key)
+        for _ in range(len(data) - self.size):
+            data.popitem(last=False)
 
     def evict(self, table: str, id: str) -> None:
         self._data.pop((table, id), None)

@@ -416,6 +416,21 @@ async def test_create_many_is_all_or_nothing(host: Host, models: tuple) -> None:
     assert await Order.count() == 500
 
 
+async def test_create_many_publishes_caches_and_notifies_each_row(
+    host: Host, models: tuple
+) -> None:
+    Order, _ = models
+    changes: list[tuple[str, int]] = []
+    host.on_change(lambda c: changes.append((c.id, (c.record or {}).get("revision", 0))))
+    made = await Order.create_many([{"items": [{}], "total": float(i)} for i in range(1200)])
+    created = host.events.recent("order.created", n=0)  # the ring keeps the last 1,000
+    assert [e.model_id for e in created] == [i.id for i in made[-1000:]]
+    assert created[0].data["total"] == 200.0 and created[0].time == made[0].created_at
+    assert changes == [(i.id, 1) for i in made]
+    assert all(host.cache.get(host.repository("orders").table, i.id) is i for i in made[-10:])
+    assert len({i.id for i in made}) == 1200
+
+
 async def test_concurrent_creates_fail_alone(host: Host, models: tuple) -> None:
     Order, _ = models
     results = await asyncio.gather(

@@ -71,6 +71,23 @@ def test_invalidate_evicts_and_refuses_older_copies() -> None:
     assert cache.get("orders", "o1").revision == 2
 
 
+def test_put_many_keeps_what_one_put_each_keeps() -> None:
+    one, many = InstanceCache(3), InstanceCache(3)
+    entries = [(f"o{i}", _inst(1)) for i in range(5)]
+    for cache in (one, many):
+        cache.put("orders", "x", _inst(1))
+        cache.invalidate("orders", "o4", 2)  # a floor: o4 at revision 1 is refused
+    for id, value in entries:
+        one.put("orders", id, value)
+    many.put_many("orders", entries)
+    kept = [id for id in ("x", "o0", "o1", "o2", "o3", "o4") if many.get("orders", id)]
+    assert kept == [id for id in ("x", "o0", "o1", "o2", "o3", "o4") if one.get("orders", id)]
+    assert kept == ["o1", "o2", "o3"] and len(many) == 3
+    many.suspend()
+    many.put_many("orders", entries)
+    assert len(many) == 0
+
+
 def test_a_remote_delete_keeps_the_id_out_of_the_cache() -> None:
     cache = InstanceCache(10)
     cache.put("orders", "o1", _inst(3))

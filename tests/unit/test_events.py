@@ -123,6 +123,24 @@ async def test_settle_waits_for_chains() -> None:
     assert done == ["second"]
 
 
+async def test_publish_many_is_publish_of_each_in_order() -> None:
+    broker = EventBroker(history=3)
+    seen: list[str] = []
+    tapped: list[str] = []
+    broker.on("order.*", lambda e: seen.append(e.model_id or ""))
+    broker.on("order.created", lambda e: seen.append("exact:" + (e.model_id or "")))
+    broker.tap(lambda e: tapped.append(e.model_id or ""))
+    events = [Event("order.created", model_id=str(i)) for i in range(4)]
+    async with broker.stream("order.*") as stream:
+        broker.publish_many([*events, Event("customer.created", model_id="c")])
+        streamed = [(await stream.next(1)) for _ in range(4)]
+    await broker.settle()
+    assert tapped == ["0", "1", "2", "3", "c"]
+    assert [e.model_id for e in streamed if e] == ["0", "1", "2", "3"]
+    assert sorted(seen) == sorted([str(i) for i in range(4)] + [f"exact:{i}" for i in range(4)])
+    assert [e.model_id for e in broker.recent(n=0)] == ["2", "3", "c"]  # the ring's bound holds
+
+
 def test_bad_subscriptions() -> None:
     broker = EventBroker()
     with pytest.raises(TypeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from microlib_kernel import BadQuery, ValidationFailed
-from microlib_kernel.domain.ids import check_id, is_valid_id, new_id
+from microlib_kernel.domain.ids import check_id, is_valid_id, new_id, new_ids
 from microlib_kernel.domain.query import DEFAULT_ORDER, build_query
 from tests.models import make_models
 
@@ -14,6 +14,18 @@ def test_new_ids_are_unique_and_valid() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(is_valid_id(i) and len(i) == 32 for i in ids)
+
+
+def test_ids_made_in_bulk_look_like_single_ids() -> None:
+    before = new_id()
+    ids = new_ids(5_000)
+    after = new_id()
+    assert len(set(ids)) == 5_000
+    assert all(is_valid_id(i) and len(i) == 32 for i in ids)
+    # One millisecond for the whole call, between the single ids made around it.
+    assert len({i[:12] for i in ids}) == 1
+    assert before[:12] <= ids[0][:12] <= after[:12]
+    assert new_ids(0) == [] and len(new_ids(1)) == 1
 
 
 @pytest.mark.parametrize(
