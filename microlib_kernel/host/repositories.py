@@ -88,7 +88,7 @@ class Repositories:
         repo = self._repos.get(table)
         if repo is None or repo.store is not store:
             repo = Repository(
-                table, model, store, self.cache, self.events, self._notify, now=self.now
+                table, model, store, self.cache, self.events, self._listeners, now=self.now
             )
             self._repos[table] = repo
         return repo
@@ -96,10 +96,6 @@ class Repositories:
     def on_change(self, listener: Callable[[Change], None]) -> None:
         """Call ``listener(change)`` after every committed write (cache coherence hook)."""
         self._listeners.append(listener)
-
-    def _notify(self, change: Change) -> None:
-        for listener in self._listeners:
-            listener(change)
 
     async def close(self) -> None:
         """Close every datasource (each failure is logged, the others still close)."""

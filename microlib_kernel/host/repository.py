@@ -158,7 +158,7 @@ class Repository:
         store: DataSource,
         cache: InstanceCache,
         events: EventBroker,
-        on_change: Callable[[Change], None] | None = None,
+        listeners: Sequence[Callable[[Change], None]] = (),
         *,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -176,7 +176,9 @@ class Repository:
         #: rows must read back in the newer version as the default, like the rows the
         #: column was added to.
         self.defaults: dict[str, Any] = {}
-        self._on_change = on_change
+        #: Called with a :class:`Change` after every committed write. The owner's list
+        #: itself, not a copy: listeners added later are called too.
+        self._listeners = listeners
         self._locks = _Locks()
         #: Bumped when another process changed a row (cached lists are then stale).
         self.generation = 0
@@ -258,11 +260,13 @@ class Repository:
         )
 
     def _changed(self, id: str, record: dict[str, Any] | None) -> None:
-        if self._on_change is not None:
-            try:
-                self._on_change(Change(self.table, id, record))
-            except Exception:
-                log.exception("change listener failed for %s/%s", self.table, id)
+        if self._listeners:
+            change = Change(self.table, id, record)
+            for listener in self._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("change listener failed for %s/%s", self.table, id)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -556,7 +560,7 @@ class Repository:
                     for i in instances
                 ]
             )
-            if self._on_change is not None:
+            if self._listeners:
                 for instance, record in zip(instances, records, strict=True):
                     self._changed(instance.id, record)
         return instances

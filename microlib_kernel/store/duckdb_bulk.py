@@ -81,23 +81,26 @@ def arrow_insert(
 ) -> bool:
     """Insert ``records`` through one Arrow table.
 
+    ``records`` must share one key order (the writer groups them by it): the columns
+    are read by transposing the records once, not with a lookup per value.
+
     Returns ``False`` (nothing done) when pyarrow is missing or a value does not fit an
     Arrow column: the caller then inserts another way.
     """
     pa = arrow()
     if pa is None:
         return False
+    position = {c: n for n, c in enumerate(records[0])}
+    # One C-level pass turns the rows into columns (a dict lookup per value cost
+    # ~0.4 s per 100,000 rows of a dozen columns).
+    transposed = list(zip(*(r.values() for r in records), strict=True))
     arrays = {}
     for i, c in enumerate(columns):
         t = types[c]
-        enc = encoder(t)
+        values = transposed[position[c]]
         kind = _ARROW_TYPES.get(t.kind, "string") if not t.secret else "string"
         try:
-            # Values already native (most columns) skip a call per row.
-            values = (
-                [r.get(c) for r in records] if enc is identity else [enc(r.get(c)) for r in records]
-            )
-            arrays[f"c{i}"] = pa.array(values, type=getattr(pa, kind)())
+            arrays[f"c{i}"] = pa.array(_encoded(values, t), type=getattr(pa, kind)())
         except (pa.ArrowException, OverflowError, TypeError, ValueError):
             # A value Arrow cannot hold (an integer beyond 64 bits): the unnest path
             # gets DuckDB's own error for it, which names the problem (a 400).
@@ -112,6 +115,20 @@ def arrow_insert(
     finally:
         cur.unregister(view)
     return True
+
+
+def _encoded(values: Sequence[Any], t: ValueType) -> Sequence[Any]:
+    """A column's values as its Arrow array takes them."""
+    enc = encoder(t)
+    if enc is identity or (t.kind == "float" and not t.secret):
+        return values  # native: Arrow converts ints to float64 itself
+    first, n = values[0], len(values)
+    # The framework columns of a bulk create (timestamps, version, port_flow) hold one
+    # value in every row: encode it once. The ends and the middle are checked first,
+    # so a varying column costs three comparisons, not a pass.
+    if first == values[-1] == values[n // 2] and values.count(first) == n:
+        return [enc(first)] * n
+    return [enc(v) for v in values]
 
 
 def _json_safe(t: ValueType, nested: bool = False) -> bool:
