@@ -303,13 +303,10 @@ class Repository:
             def needed(pairs: builtins.list[tuple[str, int]]) -> builtins.list[str]:
                 # Cached copies of the same revision (and class) are reused as they are.
                 want = []
-                for id, revision in pairs:
-                    cached = self.cache.get(self.table, id)
-                    if (
-                        cached is not None
-                        and cached.revision == revision
-                        and type(cached) is mv.cls
-                    ):
+                cls = mv.cls
+                copies = self.cache.get_many(self.table, [id for id, _ in pairs])
+                for (id, revision), cached in zip(pairs, copies, strict=True):
+                    if cached is not None and cached.revision == revision and type(cached) is cls:
                         hits[id] = cached
                     else:
                         want.append(id)

@@ -310,6 +310,28 @@ def test_paused_gc_nests_and_restores() -> None:
         gc.enable()
 
 
+def test_a_pause_moves_its_survivors_to_the_oldest_generation() -> None:
+    class Marker:
+        pass
+
+    def in_oldest(obj: object) -> bool:
+        return any(o is obj for o in gc.get_objects(generation=2))
+
+    with paused_gc(5000):
+        kept = Marker()
+    # Not walked by the next young collection: it is old already, and the collector is on.
+    assert in_oldest(kept) and gc.isenabled()
+    # A program that froze objects itself keeps them frozen (unfreeze would thaw them).
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with paused_gc(5000):
+            young = Marker()
+        assert gc.get_freeze_count() == frozen and not in_oldest(young)
+    finally:
+        gc.unfreeze()
+
+
 # -- the HTTP list cache -----------------------------------------------------------------
 
 

@@ -88,6 +88,20 @@ def test_put_many_keeps_what_one_put_each_keeps() -> None:
     assert len(many) == 0
 
 
+def test_get_many_is_get_of_each() -> None:
+    cache = InstanceCache(3)
+    for id in ("a", "b", "c"):
+        cache.put("orders", id, _inst(1))
+    hits, misses = cache.hits, cache.misses
+    got = cache.get_many("orders", ["a", "zz", "c"])
+    assert [g is not None for g in got] == [True, False, True]
+    assert (cache.hits - hits, cache.misses - misses) == (2, 1)
+    cache.put("orders", "d", _inst(1))  # "b" was used least recently: it goes
+    assert cache.get("orders", "b") is None and cache.get("orders", "a") is not None
+    cache.suspend()
+    assert cache.get_many("orders", ["a", "c"]) == [None, None]
+
+
 def test_a_remote_delete_keeps_the_id_out_of_the_cache() -> None:
     cache = InstanceCache(10)
     cache.put("orders", "o1", _inst(3))
