@@ -142,3 +142,18 @@ def share_fields_set(instance: Model) -> None:
         shared = _shared_fields[key] = set(key)
     if shared is not own:
         object.__setattr__(instance, "__pydantic_fields_set__", shared)
+
+
+def share_fields_sets(instances: Sequence[Model]) -> None:
+    """:func:`share_fields_set` of each instance; rows of one shape (a bulk create's)
+    compare their set with the last one shared instead of building a key each."""
+    last: set[str] | None = None
+    for instance in instances:
+        own = instance.__pydantic_fields_set__
+        if last is not None and own == last:
+            if own is not last:
+                object.__setattr__(instance, "__pydantic_fields_set__", last)
+            continue
+        share_fields_set(instance)
+        shared = instance.__pydantic_fields_set__
+        last = shared if _shared_fields.get(frozenset(shared)) is shared else None

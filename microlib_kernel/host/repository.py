@@ -36,6 +36,7 @@ from .bulk import (
     dump_many,
     paused_gc,
     share_fields_set,
+    share_fields_sets,
     validate_json_array,
     validate_json_rows,
     validate_many,
@@ -547,8 +548,7 @@ class Repository:
         with paused_gc(len(rows)):
             if self.cache.size:
                 self._cached_any = True
-                for instance in instances:
-                    share_fields_set(instance)
+                share_fields_sets(instances)
                 self.cache.put_many(self.table, [(i.id, i) for i in instances])
             name, model = f"{self.prefix}.created", self.model
             self.events.publish_many(

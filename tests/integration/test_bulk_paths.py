@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from microlib_kernel import Host, Model, ValidationFailed
 from microlib_kernel.domain.query import Query
-from microlib_kernel.host.bulk import paused_gc
+from microlib_kernel.host.bulk import paused_gc, share_fields_sets
 from microlib_kernel.host.repository import Repository
 from microlib_kernel.store import duckdb_bulk
 
@@ -308,6 +308,19 @@ def test_paused_gc_nests_and_restores() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_instances_of_one_shape_share_one_fields_set() -> None:
+    class Thing(Model, endpoint="things"):
+        name: str
+        qty: int = 0
+
+    things = [Thing(name="a"), Thing(name="b"), Thing(name="c", qty=1), Thing(name="d")]
+    before = [set(t.model_fields_set) for t in things]
+    share_fields_sets(things)
+    assert [set(t.model_fields_set) for t in things] == before  # what each says is unchanged
+    sets = [t.__pydantic_fields_set__ for t in things]
+    assert sets[0] is sets[1] is sets[3] and sets[2] is not sets[0]
 
 
 def test_a_pause_moves_its_survivors_to_the_oldest_generation() -> None:
