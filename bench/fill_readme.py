@@ -82,6 +82,7 @@ def benchmark_rows(res: list[dict[str, Any]]) -> dict[str, str]:
     lst = find(res, "HTTP list 20 c=32")
     post1 = find(res, "HTTP POST create c=1")
     rate = maybe(res, "Python API: Model.create_many rate")
+    ceiling = maybe(res, "Python API: Model.create_many (100,000 rows")
     hot = maybe(res, "Python API: list() of 100,000 instances (cache")
     unc = maybe(res, "Python API: list() of 100,000 instances (new host")
     polylith = ("Call cost", "Footprint", "Independent", "Interleaved")
@@ -118,6 +119,9 @@ def benchmark_rows(res: list[dict[str, Any]]) -> dict[str, str]:
         "POST1_V": verdict(post1) if post1.get("target_ratio") else "(no target in that run)",
         "CMANY_RATE": f"{rate['value']:,.0f} rows/s" if rate else f"({many['value']:,.0f} rows/s)",
         "CMANY_V": verdict(rate) if rate else NOT_RUN,
+        # Added in the third pass on issue 18: earlier runs had no such baseline.
+        "CMANY_ARROW": times(ceiling["ratio"]) if ceiling else NOT_RUN,
+        "CMANY_ARROW_RATE": f"{ceiling['baseline_value']:,.0f} rows/s" if ceiling else NOT_RUN,
         "LIST_HOT": f"{hot['value']:.2f} s" if hot else NOT_RUN,
         "LIST_COLD": f"{unc['value']:.2f} s" if unc else NOT_RUN,
         "LIST_DB": f"{unc['details']['duckdb_fetch_s']:.2f} s" if unc else NOT_RUN,

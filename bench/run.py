@@ -30,6 +30,7 @@ SCENARIOS: list[tuple[str, int, int]] = [
     ("create_throughput", 300, 90),
     ("sql_groupby", 300, 60),
     ("memory_rss", 300, 60),
+    ("memory_objects", 120, 60),
     ("list_load", 300, 60),
     ("port_call", 300, 90),
     ("secrets_cost", 300, 90),
