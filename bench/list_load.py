@@ -6,8 +6,10 @@ Three readings of the same 100,000 rows of one DuckDB file, in one run:
 * *cold*: a new host on the same file lists them (every row is validated);
 * the baseline: plain DuckDB, ``SELECT *`` and ``fetchall()`` into dicts (no model).
 
-``python bench/list_load.py [--quick]``. The target is absolute (≤ 0.5 s): the
-results carry it as their baseline, beside the ratio to DuckDB's fetch.
+``python bench/list_load.py [--quick] [--one-array]``. The target is absolute (≤ 0.5 s):
+the results carry it as their baseline, beside the ratio to DuckDB's fetch.
+``--one-array`` makes the new host read its list as one ``string_agg`` array, as it
+did before lists were read in Arrow batches (the README's A/B).
 """
 
 from __future__ import annotations
@@ -66,7 +68,11 @@ def _duckdb_seconds(path: Path, repeat: int) -> list[float]:
     return out
 
 
-def run(quick: bool = False) -> list[Result]:
+def run(quick: bool = False, one_array: bool = False) -> list[Result]:
+    if one_array:
+        from microlib_kernel.store.duckdb import DuckDBStore
+
+        DuckDBStore.json_batches = lambda self, *args: None  # type: ignore[method-assign]
     n, repeat = (20_000, 2) if quick else (100_000, 3)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "list.duckdb"
@@ -114,4 +120,8 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    print(json.dumps([r.to_json() for r in run("--quick" in sys.argv)], indent=2))
+    print(
+        json.dumps(
+            [r.to_json() for r in run("--quick" in sys.argv, "--one-array" in sys.argv)], indent=2
+        )
+    )

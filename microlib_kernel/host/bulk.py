@@ -104,7 +104,7 @@ def validate_json_rows(cls: type[Model], rows: Sequence[str]) -> list[Model] | N
     return validate_json_array(cls, "[" + ",".join(rows) + "]", len(rows))
 
 
-def validate_json_array(cls: type[Model], text: str, rows: int) -> list[Model] | None:
+def validate_json_array(cls: type[Model], text: str | bytes, rows: int) -> list[Model] | None:
     """A JSON array of ``rows`` objects validated as ``cls`` in one call (``None``: one
     of them does not validate, as in :func:`validate_json_rows`)."""
     try:

@@ -333,6 +333,17 @@ class Repository:
         """The instances of one JSON array the store renders (``None``: no such path,
         or a row the serving version rejects)."""
         fields = builtins.list(mv.cls.model_fields)
+        batches = self.store.json_batches(self.table, query, fields)
+        if batches is not None:
+            # The store reads the next batch while this one is validated.
+            listed: builtins.list[Model] = []
+            async with contextlib.aclosing(batches):
+                async for count, batch in batches:
+                    instances = validate_json_array(mv.cls, batch, count)
+                    if instances is None:
+                        return None
+                    listed.extend(instances)
+            return listed
         got = await self.store.query_json_array(self.table, query, fields)
         if got is None:
             return None

@@ -25,7 +25,7 @@ stores that declare what it needs, and checks the declarations it can observe.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -252,6 +252,17 @@ class DataSource(abc.ABC):
         (a list that no cached copy can serve needs no ids first, nor a Python object
         per row). ``None`` when this store has no such path for these columns. The
         default has none.
+        """
+        return None
+
+    def json_batches(
+        self, table: str, query: Query, columns: Sequence[str]
+    ) -> AsyncGenerator[tuple[int, bytes], None] | None:
+        """What :meth:`query_json_array` gives, as consecutive ``(count, JSON array)``
+        batches of one snapshot, in the query's order: the store may read the next batch
+        while the caller validates the last. ``None`` when this store has no such path
+        for these columns (callers then use :meth:`query_json_array`). The default has
+        none. Callers close the iterator (``contextlib.aclosing``) if they stop early.
         """
         return None
 

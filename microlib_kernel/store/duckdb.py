@@ -16,7 +16,7 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -26,9 +26,13 @@ from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused,
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .duckdb_bulk import (
     ARROW_MIN_ROWS,
+    JSON_BATCH_ROWS,
+    arrow,
     arrow_insert,
+    json_array_bytes,
     json_array_sql,
     json_row_expr,
+    json_rows_sql,
     unnest_insert_sql,
     values_insert_sql,
 )
@@ -570,6 +574,79 @@ class DuckDBStore(DataSource):
         except Exception as exc:
             raise DatasourceError(f"list {table} failed: {exc}") from None
         return int(count), f"[{text or ''}]"
+
+    def json_batches(
+        self, table: str, query: Query, columns: Sequence[str]
+    ) -> AsyncGenerator[tuple[int, bytes], None] | None:
+        types = self._types.get(table)
+        if types is None or arrow() is None:
+            return None
+        if query.limit is not None and query.limit <= JSON_BATCH_ROWS:
+            # One batch at most: nothing to overlap, and the one-array query is ~1 ms
+            # cheaper for a page (no Arrow reader, one hop).
+            return None
+        expr = json_row_expr([c for c in columns if c in types], types)
+        if expr is None:
+            return None
+        sql, params = json_rows_sql(table, expr, query, self._where(query.filters))
+        return self._json_batches(table, sql, params)
+
+    async def _json_batches(
+        self, table: str, sql: str, params: list[Any]
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        """The rows of one query (one snapshot), a batch at a time. The next batch is
+        read in a reader thread, where DuckDB runs without the GIL, while the caller
+        validates the last one on its loop.
+
+        The first job reads two batches: a list of one batch (most lists) then costs
+        one hop to a reader thread, as the one-array path does.
+        """
+        if self._closed or self._readers is None:
+            raise DatasourceError(f"{self.describe()} is closed")
+        loop = asyncio.get_running_loop()
+        readers = self._readers
+        cur = self._con.cursor()
+        state: dict[str, Any] = {"batches": None, "open": True}
+
+        def pull() -> tuple[int, bytes] | None:
+            try:
+                batch = state["batches"].read_next_batch()
+            except StopIteration:
+                cur.close()  # the read that finds the end closes the cursor, in its job
+                state["open"] = False
+                return None
+            return batch.num_rows, json_array_bytes(batch.column(0))
+
+        def first_two() -> tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]:
+            state["batches"] = cur.sql(sql, params=params).to_arrow_reader(JSON_BATCH_ROWS)
+            first = pull()
+            return first, None if first is None else pull()
+
+        pending: asyncio.Future[tuple[int, bytes] | None] | None = None
+        try:
+            first, second = await loop.run_in_executor(readers, first_two)
+            if first is None:
+                return
+            if second is None:
+                yield first
+                return
+            reading = pending = loop.run_in_executor(readers, pull)
+            yield first
+            yield second
+            while (got := await reading) is not None:
+                reading = pending = loop.run_in_executor(readers, pull)
+                yield got
+        except Exception as exc:
+            raise DatasourceError(f"list {table} failed: {exc}") from None
+        finally:
+            if pending is not None:
+                # A read still in flight (the caller stopped early) ends before its
+                # cursor closes; its outcome is no longer wanted.
+                await asyncio.wait([pending])
+                if not pending.cancelled():
+                    pending.exception()
+            if state["open"]:
+                await loop.run_in_executor(readers, cur.close)
 
     async def _query_json_needed(
         self,

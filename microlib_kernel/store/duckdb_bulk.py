@@ -10,9 +10,12 @@ Three statements, each chosen by measurement (README, "Where the time goes"):
 * a list of many rows: DuckDB renders each row as JSON text (``to_json``), and pydantic
   validates the whole list from JSON in one call, which skips building a Python
   dict per row and decoding its JSON columns in Python. When no row can come from
-  the cache, DuckDB also joins the rows into one JSON array (``string_agg``): no
-  Python tuple or string per row at all (half the time of fetching rows, then
-  joining them in Python, for 100,000 rows).
+  the cache, no Python tuple or string per row is made at all: with pyarrow, the
+  rows are read as Arrow batches of :data:`JSON_BATCH_ROWS`, whose text lies end to
+  end in one buffer that becomes a JSON array as it is (:func:`json_array_bytes`),
+  and the store reads the next batch while the caller validates the last (0.60 s
+  against 0.85 s for 100,000 rows); without pyarrow, or for a page that fits one
+  batch, DuckDB joins the rows into one JSON array (``string_agg``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ _arrow: Any = None
 _arrow_lock = threading.Lock()
 #: Fewer rows than this go through ``unnest``: registering an Arrow table has a fixed cost.
 ARROW_MIN_ROWS = 256
+#: Rows per batch of a list read as Arrow batches: large enough that a batch's fixed
+#: costs vanish, small enough that reading the next overlaps validating this one.
+JSON_BATCH_ROWS = 20_000
 
 
 def arrow() -> Any:
@@ -162,6 +168,19 @@ def json_row_expr(columns: Sequence[str], types: dict[str, ValueType]) -> str | 
     return f"CAST(to_json(struct_pack({', '.join(parts)})) AS VARCHAR)"
 
 
+def _ordered_source(query: Query, table: str, where: tuple[str, list[Any]]) -> tuple[str, str]:
+    """The rows a list reads (a page cut first, in a subquery) and their ORDER BY."""
+    keys = [f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order]
+    order = ", ".join([*keys, f"{quote('id')} ASC"])
+    clause, _ = where
+    page = "" if query.limit is None else f" LIMIT {int(query.limit)}"
+    page += f" OFFSET {int(query.offset)}" if query.offset else ""
+    source = f"{quote(table)}{clause}"
+    if page:
+        source = f"(SELECT * FROM {source} ORDER BY {order}{page}) AS page"
+    return source, order
+
+
 def json_array_sql(
     table: str, expr: str, query: Query, where: tuple[str, list[Any]]
 ) -> tuple[str, list[Any]]:
@@ -172,12 +191,34 @@ def json_array_sql(
     order every time. A page is cut first, in a subquery ordered the same way.
     ``where`` is the store's ``(" WHERE ...", params)`` for the query's filters.
     """
-    keys = [f"{quote(c)} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in query.order]
-    order = ", ".join([*keys, f"{quote('id')} ASC"])
-    clause, params = where
-    page = "" if query.limit is None else f" LIMIT {int(query.limit)}"
-    page += f" OFFSET {int(query.offset)}" if query.offset else ""
-    source = f"{quote(table)}{clause}"
-    if page:
-        source = f"(SELECT * FROM {source} ORDER BY {order}{page}) AS page"
-    return f"SELECT count(*), string_agg({expr}, ',' ORDER BY {order}) FROM {source}", params
+    source, order = _ordered_source(query, table, where)
+    return f"SELECT count(*), string_agg({expr}, ',' ORDER BY {order}) FROM {source}", where[1]
+
+
+def json_rows_sql(
+    table: str, expr: str, query: Query, where: tuple[str, list[Any]]
+) -> tuple[str, list[Any]]:
+    """``SELECT <row of expr, then a comma>`` in the query's order (as :func:`json_array_sql`).
+
+    Read as Arrow batches, the rows of a batch lie end to end in one buffer:
+    :func:`json_array_bytes` makes that buffer a JSON array without a Python string
+    per row, and without the aggregate's sort of the rendered text (the ``ORDER BY``
+    inside ``string_agg`` was ~60% of its time for 100,000 rows).
+    """
+    source, order = _ordered_source(query, table, where)
+    return f"SELECT {expr} || ',' FROM {source} ORDER BY {order}", where[1]
+
+
+def json_array_bytes(column: Any) -> bytes:
+    """One JSON array of the rows of an Arrow string column made by :func:`json_rows_sql`
+    (each row's object followed by a comma)."""
+    pa = arrow()
+    rows = len(column)
+    if not rows:
+        return b"[]"
+    if column.type in (pa.string(), pa.large_string()) and not column.null_count:
+        offsets = memoryview(column.buffers()[1]).cast("i" if column.type == pa.string() else "q")
+        start, end = offsets[column.offset], offsets[column.offset + rows]
+        return b"[" + memoryview(column.buffers()[2])[start : end - 1].tobytes() + b"]"
+    text = "".join(column.to_pylist())  # another layout: correct, if slower
+    return ("[" + text[:-1] + "]").encode()
