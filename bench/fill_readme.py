@@ -83,6 +83,7 @@ def benchmark_rows(res: list[dict[str, Any]]) -> dict[str, str]:
     post1 = find(res, "HTTP POST create c=1")
     rate = maybe(res, "Python API: Model.create_many rate")
     ceiling = maybe(res, "Python API: Model.create_many (100,000 rows")
+    objects = maybe(res, "Memory, objects only")
     hot = maybe(res, "Python API: list() of 100,000 instances (cache")
     unc = maybe(res, "Python API: list() of 100,000 instances (new host")
     polylith = ("Call cost", "Footprint", "Independent", "Interleaved")
@@ -122,6 +123,12 @@ def benchmark_rows(res: list[dict[str, Any]]) -> dict[str, str]:
         # Added in the third pass on issue 18: earlier runs had no such baseline.
         "CMANY_ARROW": times(ceiling["ratio"]) if ceiling else NOT_RUN,
         "CMANY_ARROW_RATE": f"{ceiling['baseline_value']:,.0f} rows/s" if ceiling else NOT_RUN,
+        "RSS_OBJECTS": (
+            f"{times(objects['ratio'])} its dict ({objects['value']:,.0f} against "
+            f"{objects['baseline_value']:,.0f} bytes per row)"
+            if objects
+            else NOT_RUN
+        ),
         "LIST_HOT": f"{hot['value']:.2f} s" if hot else NOT_RUN,
         "LIST_COLD": f"{unc['value']:.2f} s" if unc else NOT_RUN,
         "LIST_DB": f"{unc['details']['duckdb_fetch_s']:.2f} s" if unc else NOT_RUN,

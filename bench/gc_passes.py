@@ -1,9 +1,10 @@
 """What CPython's cyclic collector costs in the bulk paths, with and without promotion.
 
-Runs ``Order.create_many`` of 100,000 rows (1,000 per call) and then ``Order.list()`` of
-them on a new host, counting the collections of each generation and their time with
-``gc.callbacks``. ``--no-promote`` switches off what ``paused_gc`` does when a pause
-ends (filing the burst's objects with the old ones), for the A/B in the README:
+Runs ``Order.create_many`` of 100,000 rows (1,000 per call), ``Order.list()`` of them on
+a new host, and 100,000 ``Order.create`` gathered 1,000 at a time, counting the
+collections of each generation and their time with ``gc.callbacks``. ``--no-promote``
+switches off what ``paused_gc`` does when a pause ends (filing the burst's objects with
+the old ones), for the A/B in the README:
 
     python bench/gc_passes.py               # as shipped
     python bench/gc_passes.py --no-promote  # the young collections walk the burst again
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from create_throughput import make_order, rows
+from create_throughput import host_creates, make_order, rows
 
 from microlib_kernel import Host
 from microlib_kernel.host import bulk
@@ -97,10 +98,18 @@ def main(promote: bool = True, n: int = 100_000) -> dict[str, Any]:
     with Collections() as during_list:
         list_s = asyncio.run(listing())
     host.close()
+    gc.collect()
+    with Collections() as during_gathered:
+        gathered_s = host_creates(folder, rows(n), 1000)
     return {
         "promote": promote,
         "create_many": {"rows_per_s": round(n / create_s), **during_create.report()},
         "new_host_list": {"list_s": round(list_s, 3), **during_list.report()},
+        "gathered_creates": {
+            "creates_per_s": round(n / gathered_s),
+            "wall_s": round(gathered_s, 2),
+            **during_gathered.report(),
+        },
     }
 
 
