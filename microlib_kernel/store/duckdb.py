@@ -646,7 +646,10 @@ class DuckDBStore(DataSource):
                 if not pending.cancelled():
                     pending.exception()
             if state["open"]:
-                await loop.run_in_executor(readers, cur.close)
+                try:
+                    await loop.run_in_executor(readers, cur.close)
+                except RuntimeError:  # the store closed meanwhile: its reader pool is gone
+                    cur.close()
 
     async def _query_json_needed(
         self,

@@ -7,6 +7,7 @@ insert), ``list`` (rows rendered as JSON by DuckDB) and the HTTP list cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
 import gc
@@ -190,6 +191,37 @@ async def test_a_new_host_lists_through_json_arrays(
         assert not repo._cached_any  # a list caches nothing
     finally:
         again.close()
+
+
+async def test_batches_stopped_early_close_their_cursor_even_after_the_store_closed(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("microlib_kernel.store.duckdb.JSON_BATCH_ROWS", 7)
+    Wide = make_wide()
+    host.publish(Wide)
+    await Wide.create_many([wide_row(i) for i in range(40)])
+    store = host.repository("wides").store
+    fields = list(Wide.model_fields)
+
+    async def first_batch() -> tuple[int, bytes]:
+        batches = store.json_batches("wides", Query(), fields)
+        assert batches is not None
+        async with contextlib.aclosing(batches):
+            async for got in batches:
+                return got  # the next batch is being read: aclose waits for it
+        raise AssertionError("no batch")
+
+    count, text = await host.loop.call(first_batch)
+    assert count == 7 and text.startswith(b"[{") and text.endswith(b"}]")
+
+    async def stopped_after_close() -> None:
+        batches = store.json_batches("wides", Query(), fields)
+        assert batches is not None
+        await batches.__anext__()
+        store._readers.shutdown(wait=True)  # as store.close() does, mid-list
+        await batches.aclose()  # no error: the cursor is closed here instead
+
+    await host.loop.call(stopped_after_close)
 
 
 def stricter_item() -> type[Model]:
