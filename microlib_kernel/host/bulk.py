@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,8 @@ def _promote_survivors() -> None:
     made meanwhile is still collected, at the next full collection. Skipped when the
     program froze objects itself (``unfreeze`` would thaw them).
     """
+    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
+        return  # a free-threaded build walks the whole heap to freeze: no gain there
     if gc.get_freeze_count() == 0:
         gc.freeze()
         gc.unfreeze()

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
 import queue
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..domain.types import ValueType
 from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
@@ -45,6 +47,8 @@ from .sql_text import order_and_page
 if TYPE_CHECKING:
     from ..config import Settings
 
+log = logging.getLogger("microlib_kernel.store.duckdb")
+T = TypeVar("T")
 _STOP = object()
 
 
@@ -603,53 +607,39 @@ class DuckDBStore(DataSource):
         """
         if self._closed or self._readers is None:
             raise DatasourceError(f"{self.describe()} is closed")
-        loop = asyncio.get_running_loop()
-        readers = self._readers
-        cur = self._con.cursor()
-        state: dict[str, Any] = {"batches": None, "open": True}
+        reads = _CursorReads(self._con, self._readers)
+        batches: Any = None
 
-        def pull() -> tuple[int, bytes] | None:
+        def pull(cur: Any) -> tuple[int, bytes] | None:
             try:
-                batch = state["batches"].read_next_batch()
+                batch = batches.read_next_batch()
             except StopIteration:
-                cur.close()  # the read that finds the end closes the cursor, in its job
-                state["open"] = False
                 return None
             return batch.num_rows, json_array_bytes(batch.column(0))
 
-        def first_two() -> tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]:
-            state["batches"] = cur.sql(sql, params=params).to_arrow_reader(JSON_BATCH_ROWS)
-            first = pull()
-            return first, None if first is None else pull()
+        def first_two(cur: Any) -> tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]:
+            nonlocal batches
+            batches = cur.sql(sql, params=params).to_arrow_reader(JSON_BATCH_ROWS)
+            first = pull(cur)
+            return first, None if first is None else pull(cur)
 
-        pending: asyncio.Future[tuple[int, bytes] | None] | None = None
         try:
-            first, second = await loop.run_in_executor(readers, first_two)
+            first, second = await reads.wait(reads.submit(first_two))
             if first is None:
                 return
             if second is None:
                 yield first
                 return
-            reading = pending = loop.run_in_executor(readers, pull)
+            reading = reads.submit(pull)
             yield first
             yield second
-            while (got := await reading) is not None:
-                reading = pending = loop.run_in_executor(readers, pull)
+            while (got := await reads.wait(reading)) is not None:
+                reading = reads.submit(pull)
                 yield got
         except Exception as exc:
             raise DatasourceError(f"list {table} failed: {exc}") from None
         finally:
-            if pending is not None:
-                # A read still in flight (the caller stopped early) ends before its
-                # cursor closes; its outcome is no longer wanted.
-                await asyncio.wait([pending])
-                if not pending.cancelled():
-                    pending.exception()
-            if state["open"]:
-                try:
-                    await loop.run_in_executor(readers, cur.close)
-                except RuntimeError:  # the store closed meanwhile: its reader pool is gone
-                    cur.close()
+            reads.close(lambda cur: cur.close())
 
     async def _query_json_needed(
         self,
@@ -665,25 +655,32 @@ class DuckDBStore(DataSource):
         Both reads run in one transaction on one cursor: one snapshot, as one query.
         """
         ids_sql, _ = self._query_sql(table, "id, revision", query)
-        cur = self._con.cursor()
+        if self._closed or self._readers is None:
+            raise DatasourceError(f"{self.describe()} is closed")
+        reads = _CursorReads(self._con, self._readers)
 
-        def first(_: Any) -> list[tuple[str, int]]:
+        def first(cur: Any) -> list[tuple[str, int]]:
             cur.execute("BEGIN TRANSACTION")
             return cast(list[tuple[str, int]], cur.execute(ids_sql, params).fetchall())
 
         try:
-            pairs = await self._read(first)
+            pairs = await reads.wait(reads.submit(first))
             want = needed(pairs)  # on the caller's loop: it reads the cache
             texts: dict[str, str] = {}
             if len(want) > len(pairs) // 4:  # mostly cold: the full query is cheaper
-                rows = await self._read(lambda _: cur.execute(sql, params).fetchall())
+                rows = await reads.wait(
+                    reads.submit(lambda cur: cur.execute(sql, params).fetchall())
+                )
                 return cast(list[tuple[str, int, str | None]], rows)
             if want:
                 by_id = f"SELECT id, {expr} FROM {quote(table)} WHERE id IN (SELECT unnest($1))"
-                texts = dict(await self._read(lambda _: cur.execute(by_id, [want]).fetchall()))
+                got = await reads.wait(
+                    reads.submit(lambda cur: cur.execute(by_id, [want]).fetchall())
+                )
+                texts = dict(got)
             return [(id, revision, texts.get(id)) for id, revision in pairs]
         finally:
-            await self._read(lambda _: _end_read(cur))
+            reads.close(_end_read)
 
     async def count(self, table: str, filters: dict[str, Any]) -> int:
         if table not in self._types:
@@ -710,6 +707,53 @@ def _success(item: _Pending) -> Any:
     if item.ops is not None and not item.atomic:
         return [None] * len(item.ops)
     return None
+
+
+class _CursorReads:
+    """One cursor of a multi-step read, used by one reader thread at a time.
+
+    A read still running when its caller stops (cancelled, or done early) is
+    interrupted and keeps the cursor until it ends: DuckDB refuses a second call on a
+    busy connection. The cursor is closed by whichever ends last, the read (in its
+    thread) or :meth:`close`.
+    """
+
+    def __init__(self, con: Any, readers: concurrent.futures.Executor) -> None:
+        self.cur = con.cursor()
+        self._readers = readers
+        self._job: concurrent.futures.Future[Any] | None = None
+
+    def submit(self, fn: Callable[[Any], T]) -> concurrent.futures.Future[T]:
+        """Start ``fn(cursor)`` in a reader thread (one at a time)."""
+        job = self._readers.submit(fn, self.cur)
+        self._job = job
+        return job
+
+    async def wait(self, job: concurrent.futures.Future[T]) -> T:
+        """The result of ``job``; a cancelled caller leaves it running, not half-done."""
+        waiting = asyncio.wrap_future(job)
+        # If the caller goes, nobody reads the outcome: fetch it, so it is not logged.
+        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(waiting)
+
+    def close(self, end: Callable[[Any], None]) -> None:
+        """``end(cursor)`` once no read runs: now, or when the one in flight finishes."""
+
+        def finish(_: object = None) -> None:
+            try:
+                end(self.cur)
+            except Exception:
+                log.warning("closing a read cursor failed", exc_info=True)
+
+        job = self._job
+        if job is not None and not job.done():
+            # The caller is gone: stop DuckDB's work (interrupt() is safe from any
+            # thread), and close the cursor in the reader thread once the read ends.
+            with contextlib.suppress(Exception):
+                self.cur.interrupt()
+            job.add_done_callback(finish)
+        else:
+            finish()
 
 
 def _end_read(cur: Any) -> None:

@@ -129,10 +129,10 @@ def _encoded(values: Sequence[Any], t: ValueType) -> Sequence[Any]:
     if enc is identity or (t.kind == "float" and not t.secret):
         return values  # native: Arrow converts ints to float64 itself
     first, n = values[0], len(values)
-    # The framework columns of a bulk create (timestamps, version, port_flow) hold one
-    # value in every row: encode it once. The ends and the middle are checked first,
-    # so a varying column costs three comparisons, not a pass.
-    if first == values[-1] == values[n // 2] and values.count(first) == n:
+    # The timestamps of a bulk create hold one value in every row: encode it once. Only
+    # for text, whose equality is exact (1 == 1.0 == True in Python, not in JSON). The
+    # ends and the middle are checked first: a varying column costs three comparisons.
+    if type(first) is str and first == values[-1] == values[n // 2] and values.count(first) == n:
         return [enc(first)] * n
     return [enc(v) for v in values]
 

@@ -121,6 +121,68 @@ async def test_create_many_stores_columns_that_hold_one_value_in_every_row(host:
     assert [m.extra for m in listed if m.extra] == [{"middle": True}]
 
 
+async def test_create_many_keeps_json_values_python_calls_equal(host: Host) -> None:
+    # 1 == 1.0 == True in Python, not in JSON: each row keeps its own.
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [{**wide_row(i), "extra": {"r": 1}} for i in range(300)]
+    rows[0]["extra"] = {"r": 1.0}
+    rows[150]["extra"] = {"r": True}
+    made = await Wide.create_many(rows)
+    stored = {
+        r["id"]: r["extra"]["r"]
+        for r in await host.repository("wides").store.query("wides", Query())
+    }
+    got = [stored[m.id] for m in made]
+    assert [type(v) for v in got[:2]] == [float, int] and got[150] is True
+    assert sum(type(v) is int for v in got) == 298
+
+
+async def test_a_cancelled_list_is_cancelled_and_the_store_reads_on(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from microlib_kernel.store import duckdb as duckdb_store
+
+    monkeypatch.setattr(duckdb_store, "JSON_BATCH_ROWS", 7)
+    Wide = make_wide()
+    host.publish(Wide)
+    await Wide.create_many([wide_row(i) for i in range(40)])
+    host.close()
+    again = Host(settings=host.settings)  # a new host: its lists read Arrow batches
+    try:
+        again.publish(make_wide())
+        store = again.repository("wides").store
+        real = duckdb_store.json_rows_sql
+
+        def slow(*args: object) -> tuple[str, list]:
+            sql, params = real(*args)  # type: ignore[arg-type]
+            # DuckDB busy for a while inside the read that the cancel lands in.
+            busy = "(SELECT count(*) FROM range(400000000) WHERE range % 7 = 3) AS busy"
+            return f"SELECT q.* FROM ({sql}) AS q, {busy}", params
+
+        monkeypatch.setattr(duckdb_store, "json_rows_sql", slow)
+
+        async def cancelled_list() -> bool:
+            task = asyncio.ensure_future(again.repository("wides").list(
+                again.registry.get("Wide").pick(), Query()))  # fmt: skip
+            await asyncio.sleep(0.05)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                return True
+            return False
+
+        assert await again.loop.call(cancelled_list)
+        monkeypatch.setattr(duckdb_store, "json_rows_sql", real)
+        # The read that was running closes its cursor when it ends; the store reads on.
+        assert len(await again.loop.call(lambda: again.repository("wides").list(
+            again.registry.get("Wide").pick(), Query()))) == 40  # fmt: skip
+        assert store.describe()
+    finally:
+        again.close()
+
+
 async def test_lists_reuse_cached_copies_of_the_same_revision_only(host: Host) -> None:
     Wide = make_wide()
     host.publish(Wide)
