@@ -212,19 +212,7 @@ class EventBroker:
 
     def publish(self, event: Event) -> Event:
         """Record ``event`` and start its handlers. Must run on the host's loop."""
-        self._recent.append(event)
-        for tap in self._taps:
-            try:
-                tap(event)
-            except Exception:
-                log.exception("event tap failed for %s", event.name)
-        for stream in tuple(self._streams):
-            stream.offer(event)
-        subs = self._matching(event.name)
-        if subs:
-            loop = asyncio.get_running_loop()
-            for sub in subs:
-                self._track(loop, sub, event)
+        self.publish_many((event,))
         return event
 
     def publish_many(self, events: Sequence[Event]) -> None:

@@ -61,17 +61,7 @@ class InstanceCache:
         return out
 
     def put(self, table: str, id: str, value: Any) -> None:
-        if not self.size or self._suspended:
-            return
-        key = (table, id)
-        if self._floors:
-            floor = self._floors.get(key)
-            if floor is not None and getattr(value, "revision", 0) < floor:
-                return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
+        self.put_many(table, ((id, value),))
 
     def put_many(self, table: str, entries: Iterable[tuple[str, Any]]) -> None:
         """:meth:`put` of each ``(id, value)`` in order (a bulk write's new instances).
