@@ -149,9 +149,16 @@ def duckdb_arrow_inserts(folder: Path, data: list[dict], batch: int) -> float:
 
 
 def run(quick: bool = False) -> list[Result]:
+    from microlib_kernel.store.duckdb_bulk import arrow
+
+    # pyarrow's import (~0.3 s, once per process, paid by the first bulk write) is made
+    # before any timing, as every repeat after the first would find it done.
+    arrow()
     n, naive_n, repeat = (10_000, 500, 2) if quick else (100_000, 3_000, 3)
     host_rates, naive_rates, many_rates, tuned_rates = [], [], [], []
     arrow_rates: list[float] = []
+    one_call_rates: list[float] = []
+    arrow_one_rates: list[float] = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -160,11 +167,17 @@ def run(quick: bool = False) -> list[Result]:
             many_rates.append(n / host_create_many(folder, rows(n), 1000))
             arrow_rates.append(n / duckdb_arrow_inserts(folder, rows(n), 1000))
             tuned_rates.append(n / host_creates(folder, rows(n), 1000, tune_gc=True))
+        with tempfile.TemporaryDirectory() as tmp:  # fresh files: the same empty table
+            folder = Path(tmp)
+            one_call_rates.append(n / host_create_many(folder, rows(n), n))
+            arrow_one_rates.append(n / duckdb_arrow_inserts(folder, rows(n), n))
     value, spread = median_spread(host_rates)
     base, base_spread = median_spread(naive_rates)
     many, many_spread = median_spread(many_rates)
     tuned, tuned_spread = median_spread(tuned_rates)
     arrow_base, arrow_spread = median_spread(arrow_rates)
+    one_call, one_call_spread = median_spread(one_call_rates)
+    arrow_one, arrow_one_spread = median_spread(arrow_one_rates)
     return [
         Result(
             scenario=f"Python API: {n:,} creates (gathered 1,000 at a time)",
@@ -223,17 +236,32 @@ def run(quick: bool = False) -> list[Result]:
             "Arrow tables by hand, with no validation, instances, cache or events",
         ),
         Result(
-            scenario=f"Python API: Model.create_many rate ({n:,} rows, 1,000 per call)",
+            scenario=f"Python API: Model.create_many rate ({n:,} rows in one call)",
             metric="rows/s",
-            value=many,
+            value=one_call,
             unit="rows/s",
             baseline="the target rate (100,000 rows/s)",
             baseline_value=100_000,
             target="≥ 100,000 rows/s",
             target_ratio=1.0,
-            spread=many_spread,
+            spread=one_call_spread,
             command=COMMAND,
-            notes="one pydantic-core validation per call, one Arrow insert per commit",
+            notes="the issue's case: one call, one pydantic-core validation, one Arrow "
+            "insert, one commit",
+        ),
+        Result(
+            scenario=f"Python API: Model.create_many ({n:,} rows in one call) vs DuckDB's "
+            "own Arrow insert of them in one commit",
+            metric="rows/s",
+            value=one_call,
+            unit="rows/s",
+            baseline="DuckDB Arrow insert, all rows in one commit, same table",
+            baseline_value=arrow_one,
+            target="report",
+            spread=one_call_spread,
+            baseline_spread=arrow_one_spread,
+            command=COMMAND,
+            notes="the ceiling at this batch size (see the 1,000-per-call row)",
         ),
     ]
 

@@ -26,8 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from create_throughput import host_creates, make_order, rows
 
-from microlib_kernel import Host
-from microlib_kernel.host import bulk
+from microlib_kernel import Host, gc_pause
 
 
 class Collections:
@@ -63,7 +62,7 @@ class Collections:
 
 def main(promote: bool = True, n: int = 100_000) -> dict[str, Any]:
     if not promote:
-        bulk._promote_survivors = lambda: None  # type: ignore[assignment]
+        gc_pause._promote_survivors = lambda: None  # type: ignore[assignment]
     folder = Path(tempfile.mkdtemp(prefix="gc-passes-"))
     url = f"duckdb:///{folder}/orders.duckdb"
     host = Host(url)

@@ -240,6 +240,19 @@ class EventBroker:
                 for sub in subs:
                     self._track(loop, sub, event)
 
+    def publish_each(self, name: str, count: int, make: Callable[[int], Event]) -> None:
+        """Publish ``count`` events named ``name`` in order, the ``i``-th made by ``make(i)``.
+
+        When no tap, stream or subscriber sees events of that name, only the last
+        ``history`` are made: the others would only pass through the ring of recent
+        events, which keeps that many (a ``create_many`` of 100,000 rows made 100,000
+        events for 1,000 places, ~0.12 s). Must run on the host's loop.
+        """
+        first, kept = 0, self._recent.maxlen
+        if kept is not None and not (self._taps or self._streams or self._matching(name)):
+            first = max(0, count - kept)
+        self.publish_many([make(i) for i in range(first, count)])
+
     def _track(self, loop: asyncio.AbstractEventLoop, sub: Subscription, event: Event) -> None:
         handler = sub.handler
         fut: asyncio.Future[Any]

@@ -2,81 +2,23 @@
 
 pydantic-core validates a ``list[Model]`` in one call, without a Python-level loop per
 row. The other half of the cost of 100,000 instances is CPython's cyclic garbage
-collector: every young collection that a burst of allocations triggers finds nothing
-to free (all the new instances are kept), and the full ones walk every object alive.
-:func:`paused_gc` switches the collector off for such a burst only, and files what
-the burst made with the old objects, so that no young collection walks it afterwards.
+collector, which ``paused_gc`` (``gc_pause.py``) keeps off during such a burst.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import sys
-import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from ..domain.model import Model
-
-#: Below this many rows the collector is left alone (a pause saves nothing measurable).
-PAUSE_MIN_ROWS = 1000
+from ..gc_pause import paused_gc
 
 _adapters: weakref.WeakKeyDictionary[type[Model], TypeAdapter[list[Any]]] = (
     weakref.WeakKeyDictionary()
 )
-_pause_lock = threading.Lock()
-_pauses = 0  # pauses in progress
-_restore = False  # whether the collector was on when the first of them began
-
-
-@contextlib.contextmanager
-def paused_gc(rows: int) -> Iterator[None]:
-    """The cyclic collector off while ``rows`` instances are made (if it was on).
-
-    Pauses nest and may overlap across threads: the collector comes back on when the
-    last one ends, and only if a pause switched it off; what the burst made is then
-    moved to the oldest generation (:func:`_promote_survivors`). Reference counting
-    still frees everything that is not in a cycle; cycles made meanwhile wait for the
-    next full collection.
-    """
-    global _pauses, _restore
-    if rows < PAUSE_MIN_ROWS:
-        yield
-        return
-    with _pause_lock:
-        _pauses += 1
-        if _pauses == 1:
-            _restore = gc.isenabled()
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _restore:
-                _promote_survivors()
-                gc.enable()
-
-
-def _promote_survivors() -> None:
-    """Move every tracked object to the oldest generation, without a collection.
-
-    The burst's objects are all young and all alive (they were just made to be kept):
-    the first young collection after the pause would walk every one of them to find
-    nothing, then the next older one would walk them again. ``freeze`` then
-    ``unfreeze`` splices the young lists into the oldest generation in O(1); any cycle
-    made meanwhile is still collected, at the next full collection. Skipped when the
-    program froze objects itself (``unfreeze`` would thaw them).
-    """
-    if getattr(sys, "_is_gil_enabled", lambda: True)() is False:
-        return  # a free-threaded build walks the whole heap to freeze: no gain there
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
 
 
 def list_adapter(cls: type[Model]) -> TypeAdapter[list[Any]]:

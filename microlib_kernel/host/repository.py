@@ -30,11 +30,11 @@ from ..domain.ids import check_id, is_valid_id, new_id, new_ids
 from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
+from ..gc_pause import paused_gc
 from ..store.base import DataSource, WriteOp
 from ..store.cache import InstanceCache
 from .bulk import (
     dump_many,
-    paused_gc,
     share_fields_set,
     share_fields_sets,
     validate_json_array,
@@ -536,7 +536,7 @@ class Repository:
         now = self.now()
         # The collector stays off for the whole burst, not only inside pydantic: the
         # per-row dicts, ids and write records would trigger young collections that
-        # free nothing (see bulk.py).
+        # free nothing (gc_pause.py).
         with paused_gc(len(rows)):
             values = [
                 self._values(mv, row, id, now)
@@ -562,11 +562,16 @@ class Repository:
                 share_fields_sets(instances)
                 self.cache.put_many(self.table, [(i.id, i) for i in instances])
             name, model = f"{self.prefix}.created", self.model
-            self.events.publish_many(
-                [
-                    Event(name, model=model, model_id=i.id, data_factory=i.to_json, time=now)
-                    for i in instances
-                ]
+            self.events.publish_each(
+                name,
+                len(instances),
+                lambda k: Event(
+                    name,
+                    model=model,
+                    model_id=instances[k].id,
+                    data_factory=instances[k].to_json,
+                    time=now,
+                ),
             )
             if self._listeners:
                 for instance, record in zip(instances, records, strict=True):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..domain.types import ValueType
 from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
+from ..gc_pause import paused_gc
 from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
 from .duckdb_bulk import (
     ARROW_MIN_ROWS,
@@ -246,7 +247,10 @@ class DuckDBStore(DataSource):
     def _commit_writes(self, cur: Any, items: list[_Pending]) -> None:
         ops = [op for item in items for op in item.all_ops()]
         try:
-            self._apply(cur, ops)
+            # A bulk write makes a key tuple and Arrow input per row that die with it:
+            # young collections meanwhile would walk them to free nothing (gc_pause.py).
+            with paused_gc(len(ops)):
+                self._apply(cur, ops)
         except Exception as exc:
             _rollback(cur)
             if len(items) > 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from ..domain.query import Query
@@ -87,8 +88,7 @@ def arrow_insert(
 ) -> bool:
     """Insert ``records`` through one Arrow table.
 
-    ``records`` must share one key order (the writer groups them by it): the columns
-    are read by transposing the records once, not with a lookup per value.
+    ``records`` must share one set of keys (the writer groups them by it).
 
     Returns ``False`` (nothing done) when pyarrow is missing or a value does not fit an
     Arrow column: the caller then inserts another way.
@@ -96,14 +96,13 @@ def arrow_insert(
     pa = arrow()
     if pa is None:
         return False
-    position = {c: n for n, c in enumerate(records[0])}
-    # One C-level pass turns the rows into columns (a dict lookup per value cost
-    # ~0.4 s per 100,000 rows of a dozen columns).
-    transposed = list(zip(*(r.values() for r in records), strict=True))
     arrays = {}
     for i, c in enumerate(columns):
         t = types[c]
-        values = transposed[position[c]]
+        # A C-level pass per column, which makes one list. Transposing the records with
+        # zip(*) made a tuple per row: 100,000 tracked objects that the cyclic
+        # collector walked, ~0.4 s per 100,000 rows against ~0.05 s for this.
+        values = list(map(itemgetter(c), records))
         kind = _ARROW_TYPES.get(t.kind, "string") if not t.secret else "string"
         try:
             arrays[f"c{i}"] = pa.array(_encoded(values, t), type=getattr(pa, kind)())
@@ -129,10 +128,15 @@ def _encoded(values: Sequence[Any], t: ValueType) -> Sequence[Any]:
     if enc is identity or (t.kind == "float" and not t.secret):
         return values  # native: Arrow converts ints to float64 itself
     first, n = values[0], len(values)
-    # The timestamps of a bulk create hold one value in every row: encode it once. Only
-    # for text, whose equality is exact (1 == 1.0 == True in Python, not in JSON). The
-    # ends and the middle are checked first: a varying column costs three comparisons.
-    if type(first) is str and first == values[-1] == values[n // 2] and values.count(first) == n:
+    # The timestamps of a bulk create hold one value in every row, and its port_flow
+    # one empty list: encode it once. Only for text and empty containers, whose
+    # equality is exact (1 == 1.0 == True in Python, not in JSON). The ends and the
+    # middle are checked first: a varying column costs three comparisons.
+    if (
+        (type(first) is str or (type(first) in (list, dict) and not first))
+        and first == values[-1] == values[n // 2]
+        and values.count(first) == n
+    ):
         return [enc(first)] * n
     return [enc(v) for v in values]
 

@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field, field_validator
 
 from microlib_kernel import Host, Model, ValidationFailed
 from microlib_kernel.domain.query import Query
-from microlib_kernel.host.bulk import paused_gc, share_fields_sets
+from microlib_kernel.gc_pause import paused_gc
+from microlib_kernel.host.bulk import share_fields_sets
 from microlib_kernel.host.repository import Repository
 from microlib_kernel.store import duckdb_bulk
 from microlib_kernel.store.duckdb import DuckDBStore
@@ -119,6 +120,25 @@ async def test_create_many_stores_columns_that_hold_one_value_in_every_row(host:
     assert {m.when for m in listed} == {wide_row(1)["when"]}
     assert {tuple(m.tags) for m in listed} == {("x",)}
     assert [m.extra for m in listed if m.extra] == [{"middle": True}]
+
+
+async def test_create_many_stores_empty_containers_once_and_other_values_each(
+    host: Host,
+) -> None:
+    # An empty list or dict in every row is encoded once; one row that differs away
+    # from the ends and the middle must keep its own value.
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [{**wide_row(i), "tags": [], "extra": {}} for i in range(300)]
+    rows[7]["extra"] = {"k": [1]}
+    rows[8]["tags"] = ["y"]
+    made = await Wide.create_many(rows)
+    stored = {r["id"]: r for r in await host.repository("wides").store.query("wides", Query())}
+    got = [stored[m.id] for m in made]
+    assert [r["extra"] for r in got if r["extra"]] == [{"k": [1]}]
+    assert [r["tags"] for r in got if r["tags"]] == [["y"]]
+    assert sum(r["extra"] == {} and r["tags"] == [] for r in got) == 298
+    assert {tuple(r["port_flow"]) for r in got} == {()}
 
 
 async def test_create_many_keeps_json_values_python_calls_equal(host: Host) -> None:

@@ -147,3 +147,41 @@ def test_bad_subscriptions() -> None:
         broker.on("x", "not callable")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         broker.on(5, print)  # type: ignore[arg-type]
+
+
+async def test_publish_each_makes_only_what_someone_can_see() -> None:
+    broker = EventBroker(history=3)
+    made: list[int] = []
+
+    def make(i: int) -> Event:
+        made.append(i)
+        return Event("order.created", model_id=str(i))
+
+    # Nobody listens: only the ring of recent events sees them, and it keeps three.
+    broker.publish_each("order.created", 10, make)
+    assert made == [7, 8, 9]
+    assert [e.model_id for e in broker.recent(n=0)] == ["7", "8", "9"]
+    # A subscriber to another name changes nothing; one to this name sees every event.
+    broker.on("customer.*", lambda e: None)
+    made.clear()
+    broker.publish_each("order.created", 5, make)
+    assert made == [2, 3, 4]
+    seen: list[str] = []
+    broker.on("order.*", lambda e: seen.append(e.model_id or ""))
+    made.clear()
+    broker.publish_each("order.created", 5, make)
+    await broker.settle()
+    assert made == [0, 1, 2, 3, 4] and seen == ["0", "1", "2", "3", "4"]
+
+
+async def test_publish_each_makes_every_event_for_taps_and_streams() -> None:
+    tapped = EventBroker(history=2)
+    got: list[str] = []
+    tapped.tap(lambda e: got.append(e.model_id or ""))
+    tapped.publish_each("order.created", 4, lambda i: Event("order.created", model_id=str(i)))
+    assert got == ["0", "1", "2", "3"]
+    streamed = EventBroker(history=2)
+    async with streamed.stream("*") as stream:
+        streamed.publish_each("order.created", 4, lambda i: Event("order.created", model_id=str(i)))
+        names = [(await stream.next(1)) for _ in range(4)]
+    assert [e.model_id for e in names if e] == ["0", "1", "2", "3"]
