@@ -22,19 +22,23 @@ PAUSE_MIN_ROWS = 1000
 _pause_lock = threading.Lock()
 _pauses = 0  # pauses in progress
 _restore = False  # whether the collector was on when the first of them began
+_promote = False  # whether a pause that ended while others ran asked for promotion
 
 
 @contextlib.contextmanager
-def paused_gc(rows: int) -> Iterator[None]:
+def paused_gc(rows: int, promote: bool = True) -> Iterator[None]:
     """The cyclic collector off while ``rows`` instances are made (if it was on).
 
     Pauses nest and may overlap across threads: the collector comes back on when the
-    last one ends, and only if a pause switched it off; what the burst made is then
-    moved to the oldest generation (:func:`_promote_survivors`). Reference counting
-    still frees everything that is not in a cycle; cycles made meanwhile wait for the
-    next full collection.
+    last one ends, and only if a pause switched it off. What the burst made is then
+    moved to the oldest generation (:func:`_promote_survivors`), if any of the pauses
+    asked for it: a burst that keeps what it makes (instances) asks; one whose objects
+    all die with it (a write's records) does not, so that what other threads made
+    meanwhile stays young and is collected as usual. Reference counting still frees
+    everything that is not in a cycle; cycles made meanwhile wait for the next
+    collection.
     """
-    global _pauses, _restore
+    global _pauses, _restore, _promote
     if rows < PAUSE_MIN_ROWS:
         yield
         return
@@ -48,9 +52,13 @@ def paused_gc(rows: int) -> Iterator[None]:
     finally:
         with _pause_lock:
             _pauses -= 1
-            if _pauses == 0 and _restore:
-                _promote_survivors()
-                gc.enable()
+            _promote = _promote or promote
+            if _pauses == 0:
+                if _restore:
+                    if _promote:
+                        _promote_survivors()
+                    gc.enable()
+                _promote = False
 
 
 def _promote_survivors() -> None:

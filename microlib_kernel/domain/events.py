@@ -248,10 +248,13 @@ class EventBroker:
         events, which keeps that many (a ``create_many`` of 100,000 rows made 100,000
         events for 1,000 places, ~0.12 s). Must run on the host's loop.
         """
-        first, kept = 0, self._recent.maxlen
+        kept = self._recent.maxlen
         if kept is not None and not (self._taps or self._streams or self._matching(name)):
-            first = max(0, count - kept)
-        self.publish_many([make(i) for i in range(first, count)])
+            # Decided once: a subscriber that arrives while the events are made gets
+            # none of them (as if it had subscribed after the publish), never a tail.
+            self._recent.extend(make(i) for i in range(max(0, count - kept), count))
+            return
+        self.publish_many([make(i) for i in range(count)])
 
     def _track(self, loop: asyncio.AbstractEventLoop, sub: Subscription, event: Event) -> None:
         handler = sub.handler

@@ -247,9 +247,11 @@ class DuckDBStore(DataSource):
     def _commit_writes(self, cur: Any, items: list[_Pending]) -> None:
         ops = [op for item in items for op in item.all_ops()]
         try:
-            # A bulk write makes a key tuple and Arrow input per row that die with it:
-            # young collections meanwhile would walk them to free nothing (gc_pause.py).
-            with paused_gc(len(ops)):
+            # A bulk write makes key tuples and Arrow input per row that die with it:
+            # the collections they would trigger free nothing (gc_pause.py). Nothing
+            # of it survives, so nothing is promoted: what the host loop makes while
+            # DuckDB inserts without the GIL stays young.
+            with paused_gc(len(ops), promote=False):
                 self._apply(cur, ops)
         except Exception as exc:
             _rollback(cur)

@@ -478,6 +478,30 @@ def test_a_pause_moves_its_survivors_to_the_oldest_generation() -> None:
         gc.unfreeze()
 
 
+def test_a_pause_that_keeps_nothing_promotes_nothing() -> None:
+    # The DuckDB writer's pause (its records die with the write): what another thread
+    # made meanwhile, cycles included, stays young and is collected as usual.
+    class Marker:
+        pass
+
+    def in_oldest(obj: object) -> bool:
+        return any(o is obj for o in gc.get_objects(generation=2))
+
+    with paused_gc(5000, promote=False):
+        young = Marker()
+    assert gc.isenabled() and not in_oldest(young)
+    # Overlapping a pause that keeps what it makes, the burst is promoted when the
+    # last pause ends, whichever ends last.
+    with paused_gc(5000, promote=False):
+        with paused_gc(5000):
+            kept = Marker()
+        assert not gc.isenabled()
+    assert gc.isenabled() and in_oldest(kept)
+    with paused_gc(5000, promote=False):
+        later = Marker()
+    assert not in_oldest(later)  # the request to promote does not outlive its pauses
+
+
 # -- the HTTP list cache -----------------------------------------------------------------
 
 

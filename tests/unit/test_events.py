@@ -185,3 +185,25 @@ async def test_publish_each_makes_every_event_for_taps_and_streams() -> None:
         streamed.publish_each("order.created", 4, lambda i: Event("order.created", model_id=str(i)))
         names = [(await stream.next(1)) for _ in range(4)]
     assert [e.model_id for e in names if e] == ["0", "1", "2", "3"]
+
+
+async def test_a_subscriber_arriving_while_events_are_made_gets_none_of_them() -> None:
+    broker = EventBroker(history=3)
+    seen: list[str] = []
+
+    def make(i: int) -> Event:
+        if i == 7:  # the first event made: another thread subscribes now
+            thread = threading.Thread(
+                target=lambda: broker.on("order.*", lambda e: seen.append(e.model_id or ""))
+            )
+            thread.start()
+            thread.join()
+        return Event("order.created", model_id=str(i))
+
+    broker.publish_each("order.created", 10, make)
+    await broker.settle()
+    assert seen == []  # never a tail of the batch
+    assert [e.model_id for e in broker.recent(n=0)] == ["7", "8", "9"]
+    broker.publish_each("order.created", 2, lambda i: Event("order.created", model_id=f"n{i}"))
+    await broker.settle()
+    assert seen == ["n0", "n1"]
