@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json as render_json
 
 from ..errors import MicrolibError
 from .ports import PortDeclaration
@@ -267,6 +268,14 @@ class Model(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The instance as JSON-able data (secret values masked)."""
         return self.model_dump(mode="json")
+
+    def json_bytes(self) -> bytes:
+        """The instance as UTF-8 JSON text: ``to_json()`` rendered (what the HTTP API
+        answers), in one pydantic-core call that makes no dict on the way, unless the
+        model overrides ``to_json``."""
+        if type(self).to_json is not Model.to_json:
+            return render_json(self.to_json(), fallback=str)
+        return self.__pydantic_serializer__.to_json(self)
 
 
 def default_endpoint(class_name: str) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from ..errors import MicrolibError, Unauthorized
+from .headers import header
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,6 +61,10 @@ class Principal:
     def acl_roles(self) -> tuple[str, ...] | None:
         """The roles command ACLs check (``None``: every role, for the deploy token)."""
         return None if self.admin else self.roles
+
+
+_ROLES_HEADER_RAW = ROLES_HEADER.encode("latin-1")
+_ANONYMOUS = Principal()  # frozen: one for every request without roles while auth is off
 
 
 def parse_roles(header: str | None) -> tuple[str, ...]:
@@ -135,7 +140,8 @@ class Authenticator:
             Unauthorized: auth is on and the token is missing or not valid.
         """
         if not self.enabled:
-            return Principal(parse_roles(request.headers.get(ROLES_HEADER)))
+            roles = header(request.scope, _ROLES_HEADER_RAW)
+            return _ANONYMOUS if roles is None else Principal(parse_roles(roles))
         token = bearer(request.headers)
         if token is None:
             raise Unauthorized("this host needs an API token: send Authorization: Bearer <token>")

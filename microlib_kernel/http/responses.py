@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import PayloadTooLarge, ValidationFailed
+from .headers import header
 
 #: Marks "no default": an empty body is an error.
 REQUIRED: Any = object()
@@ -61,7 +62,7 @@ async def read_json(request: Request, limit: int, *, default: Any = REQUIRED) ->
         PayloadTooLarge: the body is over ``limit`` (declared or counted).
         ValidationFailed: the body is empty (and there is no default), or not JSON.
     """
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None:
         try:
             size = int(declared)

@@ -25,10 +25,12 @@ from ..domain.query import build_query, parse_filters
 from ..errors import BadQuery, NotFound, ValidationFailed
 from .auth import Principal, principal_of
 from .errors import VERSION_HEADER, VERSION_KEY
+from .headers import header
 from .list_cache import ListCache
 from .responses import JSONResponse, jsonable, read_object
 
 if TYPE_CHECKING:
+    from ..domain.model import Model
     from ..host.api import HostApi
     from ..host.registry import ModelEntry, ModelVersion
     from ..host.repository import Repository
@@ -136,7 +138,7 @@ class ModelRoutes:
 
     def _version(self, request: Request, entry: ModelEntry, id: str | None) -> ModelVersion:
         """The pinned version, else the routed one (sticky per id)."""
-        pinned = request.headers.get("x-microlib-version")
+        pinned = header(request.scope, b"x-microlib-version")
         mv = entry.get(pinned.strip()) if pinned is not None else entry.pick(id)
         request.scope[VERSION_KEY] = mv.version
         return mv
@@ -146,13 +148,29 @@ class ModelRoutes:
     ) -> Response:
         return JSONResponse(body, status, {VERSION_HEADER: mv.version, **(headers or {})})
 
+    def _answer_one(
+        self,
+        mv: ModelVersion,
+        instance: Model,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        # The instance's own serializer writes the body: no dict of its fields is made
+        # and encoded again (~5% of a GET by id at c=32 went to that dict).
+        return Response(
+            instance.json_bytes(),
+            status,
+            {VERSION_HEADER: mv.version, **(headers or {})},
+            JSONResponse.media_type,
+        )
+
     # -- collection ----------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
         """``POST /models/{endpoint}``: 201 (or 200 for an idempotent replay)."""
         self._principal(request)
         entry, repo = self._entry(request)
-        key = request.headers.get("idempotency-key")
+        key = header(request.scope, b"idempotency-key")
         id = new_id() if key is None else key.strip()
         mv = self._version(request, entry, id)
         if key is not None:
@@ -161,7 +179,7 @@ class ModelRoutes:
         instance, created = await repo.create(mv, data, id=id, fresh=key is None)
         location = f"{self.root}/models/{entry.endpoint}/{instance.id}"
         status = 201 if created else 200
-        return self._answer(mv, instance.to_json(), status, {"Location": location})
+        return self._answer_one(mv, instance, status, {"Location": location})
 
     async def list(self, request: Request) -> Response:
         """``GET /models/{endpoint}``: a list, or a count with ``__count``/``count``."""
@@ -194,10 +212,10 @@ class ModelRoutes:
             order=paging.get("__order"),
         )
         instances = await repo.list(mv, query)
-        response = self._answer(mv, [i.to_json() for i in instances])
+        body = b"[" + b",".join([i.json_bytes() for i in instances]) + b"]"
         if stamp is not None:
-            self.lists.put(mv, raw_query, stamp, bytes(response.body))
-        return response
+            self.lists.put(mv, raw_query, stamp, body)
+        return Response(body, 200, {VERSION_HEADER: mv.version}, JSONResponse.media_type)
 
     async def _count(
         self, mv: ModelVersion, repo: Repository, filters: dict[str, str], count: str
@@ -225,7 +243,7 @@ class ModelRoutes:
         mv = self._version(request, entry, id)
         instance = await repo.get(mv, id)
         if not request.scope["query_string"]:  # the common case: skip parsing a query
-            return self._answer(mv, instance.to_json())
+            return self._answer_one(mv, instance)
         params = request.query_params
         relation, command = params.get("relation"), params.get("command")
         if relation is not None and command is not None:
@@ -239,7 +257,7 @@ class ModelRoutes:
             if found.reason is not None:
                 body["reason"] = found.reason
             return self._answer(mv, body)
-        return self._answer(mv, instance.to_json())
+        return self._answer_one(mv, instance)
 
     async def update(self, request: Request) -> Response:
         """``PATCH /models/{endpoint}/{id}``: 200, 409 on a stale ``If-Match``."""
@@ -250,7 +268,7 @@ class ModelRoutes:
         expect = parse_if_match(request.headers.get("if-match"))
         changes = await read_object(request, self.limit, f"{mv.name} changes")
         updated = await repo.update(mv, id, changes, expect_revision=expect)
-        return self._answer(mv, updated.to_json())
+        return self._answer_one(mv, updated)
 
     async def delete(self, request: Request) -> Response:
         """``DELETE /models/{endpoint}/{id}``: 200 with the deleted model; 400 on a veto."""
@@ -259,7 +277,7 @@ class ModelRoutes:
         id = request.path_params["id"]
         mv = self._version(request, entry, id)
         deleted = await repo.delete(mv, id)
-        return self._answer(mv, deleted.to_json())
+        return self._answer_one(mv, deleted)
 
     # -- relations, commands, ports ----------------------------------------------------------
 

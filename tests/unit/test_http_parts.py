@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ from microlib_kernel.client import error_from_response, resolve_url
 from microlib_kernel.domain.events import Event
 from microlib_kernel.http.auth import authenticate, parse_roles
 from microlib_kernel.http.docs import docs_page
+from microlib_kernel.http.headers import header
 from microlib_kernel.http.openapi_paths import IF_MATCH_PATTERN
 from microlib_kernel.http.openapi_schemas import not_null
 from microlib_kernel.http.responses import jsonable, read_json, read_object
@@ -120,6 +122,49 @@ def test_jsonable_uses_each_models_own_json() -> None:
         "1": "2024-01-02T00:00:00Z",
     }
     assert jsonable(None) is None and jsonable((1, "a")) == [1, "a"]
+
+
+def test_an_instance_answers_the_json_of_its_to_json() -> None:
+    from microlib_kernel.domain.secrets import Secret
+
+    class Card(Model, endpoint="cards"):
+        holder: str
+        number: Secret[str]
+        limit: float = 2.5
+        tags: list[str] = []
+        seen: dt.datetime | None = None
+
+    card = Card(
+        holder='Zoë "Z"', number="4111", tags=["a"], seen=dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    )
+    assert json.loads(card.json_bytes()) == card.to_json()
+    assert b"4111" not in card.json_bytes() and "Zoë".encode() in card.json_bytes()
+
+    class Masked(Model, endpoint="masked"):
+        size: int = 1
+
+        def to_json(self) -> dict[str, Any]:
+            return {"masked": True}
+
+    assert json.loads(Masked().json_bytes()) == {"masked": True}  # an override is kept
+
+
+def test_one_header_is_read_from_the_raw_headers() -> None:
+    scope = {"headers": [(b"x-a", b"1"), (b"x-microlib-roles", b"r, w"), (b"x-a", b"2")]}
+    assert header(scope, b"x-a") == "1"  # the first one, as Starlette's Headers.get
+    assert header(scope, b"x-b") is None and header({"headers": []}, b"x-a") is None
+    assert header({"headers": [(b"x-n", "é".encode("latin-1"))]}, b"x-n") == "é"
+
+
+async def test_with_auth_off_the_roles_header_gives_the_roles() -> None:
+    from microlib_kernel.config import Settings
+    from microlib_kernel.http.auth import Authenticator
+
+    auth = Authenticator(Settings.load(env={}, auth_tokens={}))
+    got = await auth.principal(request({"X-Microlib-Roles": " read, write ,"}))
+    assert got.roles == ("read", "write") and got.name == "anonymous"
+    assert not got.authenticated and not got.admin
+    assert (await auth.principal(request())).roles == ()
 
 
 def test_base_url_reaches_wildcard_binds_through_loopback() -> None:
