@@ -111,6 +111,7 @@ def arrow_insert(
             # gets DuckDB's own error for it, which names the problem (a 400).
             return False
     rows = pa.table(arrays)
+    del arrays
     view = f"__microlib_rows_{threading.get_ident()}"
     names = ", ".join(quote(c) for c in columns)
     exprs = ", ".join(_column_expr(f"c{i}", types[c]) for i, c in enumerate(columns))
@@ -119,6 +120,10 @@ def arrow_insert(
         cur.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {exprs} FROM {quote(view)}")
     finally:
         cur.unregister(view)
+        del rows
+        # Arrow's allocator keeps the pages of freed tables for its next one: a host
+        # that loaded 100k rows in bulk held ~4 MiB more until it did. ~0.1 ms.
+        pa.default_memory_pool().release_unused()
     return True
 
 
