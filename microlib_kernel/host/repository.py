@@ -31,7 +31,7 @@ from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
 from ..gc_pause import paused_gc
-from ..store.base import DataSource, WriteOp
+from ..store.base import DataSource, FreshInserts, WriteOp
 from ..store.cache import InstanceCache
 from .bulk import (
     dump_many,
@@ -551,10 +551,10 @@ class Repository:
                 ]
             del values
             records = self._encode_many(mv, instances)
-            ops = [
-                WriteOp("upsert", self.table, i.id, r, expect_revision=0)
+            ops = FreshInserts(
+                WriteOp("upsert", self.table, i.id, r, 0)
                 for i, r in zip(instances, records, strict=True)
-            ]
+            )
         await self.store.write_many(ops)
         with paused_gc(len(rows)):
             if self.cache.size:

@@ -105,6 +105,13 @@ class WriteOp:
     expect_revision: int | None = None
 
 
+class FreshInserts(list[WriteOp]):
+    """Write ops that are all new records (``expect_revision=0``) of one table, with one
+    set of fields and distinct ids (a ``create_many``'s). Any store takes them as a
+    plain sequence; the DuckDB writer inserts them as one group without sorting them
+    out by id and by fields first (~0.1 s per 100,000 rows)."""
+
+
 @dataclass(frozen=True)
 class SchemaChange:
     """What ``ensure_table`` did."""

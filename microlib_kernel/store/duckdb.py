@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..domain.types import ValueType
 from ..errors import Conflict, DatasourceError, DatasourceLocked, DeployRefused, ValidationFailed
 from ..gc_pause import paused_gc
-from .base import Column, DataSource, Query, SchemaChange, TableSchema, WriteOp
+from .base import Column, DataSource, FreshInserts, Query, SchemaChange, TableSchema, WriteOp
 from .duckdb_bulk import (
     ARROW_MIN_ROWS,
     JSON_BATCH_ROWS,
@@ -66,6 +66,7 @@ class _Pending:
     # per op instead of raising.
     ops: list[WriteOp] | None = None
     atomic: bool = False
+    fresh: bool = False  # ``ops`` came as FreshInserts
 
     def all_ops(self) -> list[WriteOp]:
         if self.ops is not None:
@@ -252,7 +253,7 @@ class DuckDBStore(DataSource):
             # of it survives, so nothing is promoted: what the host loop makes while
             # DuckDB inserts without the GIL stays young.
             with paused_gc(len(ops), promote=False):
-                self._apply(cur, ops)
+                self._apply(cur, ops, fresh=len(items) == 1 and items[0].fresh)
         except Exception as exc:
             _rollback(cur)
             if len(items) > 1:
@@ -283,15 +284,21 @@ class DuckDBStore(DataSource):
                 errors.append(_storage_error(op, exc))
         _resolve([(item, errors, None)])
 
-    def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
+    def _apply(self, cur: Any, ops: Sequence[WriteOp], fresh: bool = False) -> None:
+        Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
+        tables: dict[str, tuple[list[str], Groups]] = {}
+        if fresh:  # FreshInserts: one table, one set of fields, new distinct ids
+            first = ops[0]
+            assert first.record is not None
+            records = [op.record for op in ops if op.record is not None]
+            tables[first.table] = ([], {(True, tuple(first.record)): records})
+            ops = ()
         final: dict[tuple[str, str], WriteOp] = {}
         rewritten: set[tuple[str, str]] = set()
         for op in ops:
             if (op.table, op.id) in final:
                 rewritten.add((op.table, op.id))
             final[(op.table, op.id)] = op  # the last write per id wins
-        Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
-        tables: dict[str, tuple[list[str], Groups]] = {}
         for (table, rid), op in final.items():
             deletes, upserts = tables.setdefault(table, ([], {}))
             if op.kind == "delete":
@@ -373,7 +380,10 @@ class DuckDBStore(DataSource):
         if not ops:
             return
         loop = asyncio.get_running_loop()
-        await self._submit(_Pending(loop.create_future(), loop, ops=list(ops), atomic=True))
+        fresh = isinstance(ops, FreshInserts)
+        await self._submit(
+            _Pending(loop.create_future(), loop, ops=list(ops), atomic=True, fresh=fresh)
+        )
 
     async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
         # One queue item and one future for the lot; each op still succeeds or fails alone.

@@ -19,12 +19,13 @@ import httpx
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from microlib_kernel import Host, Model, ValidationFailed
+from microlib_kernel import Conflict, Host, Model, ValidationFailed
 from microlib_kernel.domain.query import Query
 from microlib_kernel.gc_pause import paused_gc
 from microlib_kernel.host.bulk import share_fields_sets
 from microlib_kernel.host.repository import Repository
 from microlib_kernel.store import duckdb_bulk
+from microlib_kernel.store.base import FreshInserts, WriteOp
 from microlib_kernel.store.duckdb import DuckDBStore
 
 pytestmark = pytest.mark.anyio
@@ -139,6 +140,30 @@ async def test_create_many_stores_empty_containers_once_and_other_values_each(
     assert [r["tags"] for r in got if r["tags"]] == [["y"]]
     assert sum(r["extra"] == {} and r["tags"] == [] for r in got) == 298
     assert {tuple(r["port_flow"]) for r in got} == {()}
+
+
+async def test_fresh_inserts_go_in_as_one_group_and_an_existing_id_refuses_them_all(
+    host: Host,
+) -> None:
+    Wide = make_wide()
+    host.publish(Wide)
+    made = await Wide.create_many([wide_row(i) for i in range(300)])
+    store = host.repository("wides").store
+    stored = await store.query("wides", Query())
+    assert len(stored) == 300
+    again = [dict(r, id=f"new-{n}") for n, r in enumerate(stored)]
+    fresh = FreshInserts(WriteOp("upsert", "wides", r["id"], r, 0) for r in again)
+    await store.write_many(fresh)
+    assert await store.count("wides", {}) == 600
+    assert await store.get("wides", "new-7") == again[7]
+    # One id that exists already: the whole group is refused, as any create of it.
+    clash = [dict(r, id=f"more-{n}") for n, r in enumerate(stored)] + [dict(stored[0])]
+    with pytest.raises(Conflict):
+        await store.write_many(
+            FreshInserts(WriteOp("upsert", "wides", r["id"], r, 0) for r in clash)
+        )
+    assert await store.count("wides", {}) == 600
+    assert {m.id for m in made} == {r["id"] for r in stored}
 
 
 async def test_create_many_keeps_json_values_python_calls_equal(host: Host) -> None:
