@@ -271,10 +271,15 @@ class Model(BaseModel):
 
     def json_bytes(self) -> bytes:
         """The instance as UTF-8 JSON text: ``to_json()`` rendered (what the HTTP API
-        answers), in one pydantic-core call that makes no dict on the way, unless the
-        model overrides ``to_json``."""
-        if type(self).to_json is not Model.to_json:
-            return render_json(self.to_json(), fallback=str)
+        answers), in one pydantic-core call that makes no dict on the way.
+
+        Strict JSON: a float that is not finite is written as the model's
+        ``ser_json_inf_nan`` says (``null`` by default). A model that overrides
+        ``to_json`` or ``model_dump`` is rendered from its ``to_json()``.
+        """
+        cls = type(self)
+        if cls.to_json is not Model.to_json or cls.model_dump is not BaseModel.model_dump:
+            return render_json(self.to_json(), fallback=str, inf_nan_mode="null")
         return self.__pydantic_serializer__.to_json(self)
 
 

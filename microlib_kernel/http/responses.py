@@ -23,12 +23,17 @@ REQUIRED: Any = object()
 
 
 class JSONResponse(Response):
-    """A JSON response encoded by pydantic-core (fast; datetimes and models welcome)."""
+    """A JSON response encoded by pydantic-core (fast; datetimes and models welcome).
+
+    Strict JSON, as the bodies read: a float that is not finite (one a model made from
+    Python may hold) is written as ``null``, as a model's own serializer writes it
+    (:meth:`~microlib_kernel.domain.model.Model.json_bytes`), not as ``Infinity``.
+    """
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return to_json(content, fallback=str)
+        return to_json(content, fallback=str, inf_nan_mode="null")
 
 
 def jsonable(value: Any) -> Any:

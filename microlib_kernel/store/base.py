@@ -106,10 +106,10 @@ class WriteOp:
 
 
 class FreshInserts(list[WriteOp]):
-    """Write ops that are all new records (``expect_revision=0``) of one table, with one
-    set of fields and distinct ids (a ``create_many``'s). Any store takes them as a
-    plain sequence; the DuckDB writer inserts them as one group without sorting them
-    out by id and by fields first (~0.1 s per 100,000 rows)."""
+    """Write ops that are all new records (``expect_revision=0``) of one table, with
+    distinct ids (a ``create_many``'s). Any store takes them as a plain sequence; the
+    DuckDB writer groups them by fields only, without first folding the writes of one
+    id together (0.13 s against 0.035 s per 100,000 rows)."""
 
 
 @dataclass(frozen=True)

@@ -287,11 +287,13 @@ class DuckDBStore(DataSource):
     def _apply(self, cur: Any, ops: Sequence[WriteOp], fresh: bool = False) -> None:
         Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
         tables: dict[str, tuple[list[str], Groups]] = {}
-        if fresh:  # FreshInserts: one table, one set of fields, new distinct ids
-            first = ops[0]
-            assert first.record is not None
-            records = [op.record for op in ops if op.record is not None]
-            tables[first.table] = ([], {(True, tuple(first.record)): records})
+        if fresh:  # FreshInserts: new records of one table, distinct ids
+            groups: Groups = {}
+            for op in ops:
+                assert op.record is not None
+                # By fields still: a model's dump may leave some out (exclude_if).
+                groups.setdefault((True, tuple(op.record)), []).append(op.record)
+            tables[ops[0].table] = ([], groups)
             ops = ()
         final: dict[tuple[str, str], WriteOp] = {}
         rewritten: set[tuple[str, str]] = set()

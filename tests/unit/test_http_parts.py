@@ -28,7 +28,7 @@ from microlib_kernel.http.docs import docs_page
 from microlib_kernel.http.headers import header
 from microlib_kernel.http.openapi_paths import IF_MATCH_PATTERN
 from microlib_kernel.http.openapi_schemas import not_null
-from microlib_kernel.http.responses import jsonable, read_json, read_object
+from microlib_kernel.http.responses import JSONResponse, jsonable, read_json, read_object
 from microlib_kernel.http.routes_admin import sse_frame
 from microlib_kernel.http.routes_models import parse_if_match
 from microlib_kernel.http.server import base_url
@@ -147,6 +147,26 @@ def test_an_instance_answers_the_json_of_its_to_json() -> None:
             return {"masked": True}
 
     assert json.loads(Masked().json_bytes()) == {"masked": True}  # an override is kept
+
+    class Trimmed(Model, endpoint="trimmed"):
+        size: int = 1
+
+        def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+            return {"size": self.size}
+
+    assert json.loads(Trimmed().json_bytes()) == {"size": 1}  # to_json calls model_dump
+
+
+def test_answers_are_strict_json_for_floats_that_are_not_finite() -> None:
+    class Reading(Model, endpoint="readings"):
+        value: float = 0.0
+        values: list[float] = []
+
+    reading = Reading(value=float("inf"), values=[float("nan"), 1.5])
+    assert json.loads(reading.json_bytes())["value"] is None  # never Infinity or NaN
+    assert json.loads(reading.json_bytes())["values"] == [None, 1.5]
+    body = JSONResponse({"r": reading.to_json(), "x": float("-inf")}).body
+    assert json.loads(body) == {"r": json.loads(reading.json_bytes()), "x": None}
 
 
 def test_one_header_is_read_from_the_raw_headers() -> None:
