@@ -620,8 +620,10 @@ class DuckDBStore(DataSource):
         read in a reader thread, where DuckDB runs without the GIL, while the caller
         validates the last one on its loop.
 
-        The first job reads two batches: a list of one batch (most lists) then costs
-        one hop to a reader thread, as the one-array path does.
+        The first job reads the first batch, and the second one too only when the first
+        is short (then it is normally the last): a list of one batch costs one hop to a
+        reader thread, as the one-array path does, and a longer one is validated from
+        its first batch on while the second is read.
         """
         if self._closed or self._readers is None:
             raise DatasourceError(f"{self.describe()} is closed")
@@ -635,22 +637,25 @@ class DuckDBStore(DataSource):
                 return None
             return batch.num_rows, json_array_bytes(batch.column(0))
 
-        def first_two(cur: Any) -> tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]:
+        def first_ones(cur: Any) -> tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]:
             nonlocal batches
             batches = cur.sql(sql, params=params).to_arrow_reader(JSON_BATCH_ROWS)
             first = pull(cur)
-            return first, None if first is None else pull(cur)
+            if first is None or first[0] >= JSON_BATCH_ROWS:
+                return first, None  # a full batch: more may follow, read while it is used
+            return first, pull(cur)
 
         try:
-            first, second = await reads.wait(reads.submit(first_two))
+            first, second = await reads.wait(reads.submit(first_ones))
             if first is None:
                 return
-            if second is None:
+            if first[0] < JSON_BATCH_ROWS and second is None:
                 yield first
                 return
             reading = reads.submit(pull)
             yield first
-            yield second
+            if second is not None:
+                yield second
             while (got := await reads.wait(reading)) is not None:
                 reading = reads.submit(pull)
                 yield got

@@ -307,6 +307,10 @@ async def test_a_new_host_lists_through_json_arrays(
         assert [m.id for m in paged] == [m.id for m in made[::-1][2:7]]
         tail = await Wide.list(order="qty", offset=295)
         assert [m.id for m in tail] == [m.id for m in made[295:]]
+        # Exactly one and exactly two full batches of 7: the read after them finds none.
+        for offset in (293, 286):
+            full = await Wide.list(order="qty", offset=offset)
+            assert [m.id for m in full] == [m.id for m in made[offset:]]
         assert await Wide.list(order="qty", limit=0) == []
         flagged = await Wide.list(flag=True, order="-ratio")
         assert [m.model_dump() for m in flagged] == await slow(
