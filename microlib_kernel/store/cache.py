@@ -8,10 +8,16 @@ from typing import Any
 
 
 class InstanceCache:
-    """Least-recently-used cache keyed by ``(table, id)``.
+    """Least-recently-used cache keyed by ``(table, id)``, with one order across tables.
 
     It holds immutable model instances, so a cached value can be handed out without
     copying. It is only touched from the host's loop (no lock needed).
+
+    An entry is keyed by its id alone, the instance's own string, when its table is its
+    model's table (the class's endpoint, which names the table): a ``(table, id)``
+    tuple per entry was 72 bytes, the largest part of an entry beyond the instance.
+    An id that another table's entry already holds, or a value cached under another
+    table than its class's, is keyed by ``(table, id)``.
 
     Args:
         size: most entries kept; ``0`` disables caching.
@@ -19,7 +25,8 @@ class InstanceCache:
 
     def __init__(self, size: int) -> None:
         self.size = max(0, int(size))
-        self._data: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._data: OrderedDict[str | tuple[str, str], Any] = OrderedDict()
+        self._pairs = 0  # entries keyed by (table, id)
         # Revision floors from other hosts' writes (cache coherence): a copy older than
         # its floor was read before that write and must not be cached again.
         self._floors: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -27,18 +34,26 @@ class InstanceCache:
         self.hits = 0
         self.misses = 0
 
+    def _key(self, table: str, id: str) -> str | tuple[str, str] | None:
+        """The key ``(table, id)`` is cached under, or ``None`` if it is not cached."""
+        value = self._data.get(id)
+        if value is not None and _table_of(value) == table:
+            return id
+        if self._pairs and (table, id) in self._data:
+            return (table, id)
+        return None
+
     def get(self, table: str, id: str) -> Any | None:
         if self._suspended:
             self.misses += 1
             return None
-        key = (table, id)
-        value = self._data.get(key)
-        if value is None:
+        key = self._key(table, id)
+        if key is None:
             self.misses += 1
             return None
         self._data.move_to_end(key)
         self.hits += 1
-        return value
+        return self._data[key]
 
     def get_many(self, table: str, ids: Iterable[str]) -> list[Any | None]:
         """:meth:`get` of each id, in order (a list checks every row it returns)."""
@@ -50,10 +65,13 @@ class InstanceCache:
         get, touch = data.get, data.move_to_end
         out = []
         for id in ids:
-            key = (table, id)
-            value = get(key)
-            if value is not None:
-                touch(key)
+            value = get(id)
+            if value is not None and _table_of(value) == table:
+                touch(id)
+            elif self._pairs and (value := get((table, id))) is not None:
+                touch((table, id))
+            else:
+                value = None
             out.append(value)
         found = len(out) - out.count(None)
         self.hits += found
@@ -73,18 +91,37 @@ class InstanceCache:
             return
         data, floors = self._data, self._floors
         for id, value in entries:
-            key = (table, id)
             if floors:
-                floor = floors.get(key)
+                floor = floors.get((table, id))
                 if floor is not None and getattr(value, "revision", 0) < floor:
                     continue
+            own = getattr(value, "id", None)
+            if own == id:
+                id = own  # key by the instance's own string: no second copy kept
+            held = data.get(id)
+            if _table_of(value) == table and (held is None or _table_of(held) == table):
+                key: str | tuple[str, str] = id
+                if self._pairs and data.pop((table, id), None) is not None:
+                    self._pairs -= 1  # it was keyed by the pair while its id was taken
+            else:
+                key = (table, id)
+                if key not in data:
+                    self._pairs += 1
             data[key] = value
             data.move_to_end(key)
         for _ in range(len(data) - self.size):
-            data.popitem(last=False)
+            self._forget(data.popitem(last=False)[0])
+
+    def _forget(self, key: str | tuple[str, str]) -> None:
+        """Bookkeeping for an entry that left under ``key``."""
+        if type(key) is tuple:
+            self._pairs -= 1
 
     def evict(self, table: str, id: str) -> None:
-        self._data.pop((table, id), None)
+        key = self._key(table, id)
+        if key is not None:
+            del self._data[key]
+            self._forget(key)
 
     def invalidate(self, table: str, id: str, revision: int | None) -> None:
         """Another process wrote ``id`` at ``revision`` (``None``: deleted it).
@@ -92,8 +129,8 @@ class InstanceCache:
         The cached copy goes, and no copy older than ``revision`` is cached again (a read
         that started before that write may finish after this message arrived).
         """
+        self.evict(table, id)
         key = (table, id)
-        self._data.pop(key, None)
         floor = float("inf") if revision is None else revision
         # Messages can arrive late or twice (replays): a floor never goes down.
         self._floors[key] = max(self._floors.get(key, floor), floor)
@@ -104,11 +141,11 @@ class InstanceCache:
     def suspend(self) -> None:
         """Stop answering from the cache (the bus is down: writes elsewhere are unheard)."""
         self._suspended = True
-        self._data.clear()
+        self.clear()
 
     def resume(self) -> None:
         """Cache again, starting empty (the floors stay: reads still in flight may be old)."""
-        self._data.clear()
+        self.clear()
         self._suspended = False
 
     @property
@@ -119,9 +156,16 @@ class InstanceCache:
         """Drop everything, or one table's entries."""
         if table is None:
             self._data.clear()
-        else:
-            for key in [k for k in self._data if k[0] == table]:
-                del self._data[key]
+            self._pairs = 0
+            return
+        gone = [
+            k
+            for k, v in self._data.items()
+            if (k[0] if type(k) is tuple else _table_of(v)) == table
+        ]
+        for key in gone:
+            del self._data[key]
+            self._forget(key)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -133,3 +177,8 @@ class InstanceCache:
             "hits": self.hits,
             "misses": self.misses,
         }
+
+
+def _table_of(value: Any) -> str | None:
+    """The table an instance keyed by its id alone is in: its model's endpoint."""
+    return getattr(type(value), "__microlib_endpoint__", None)

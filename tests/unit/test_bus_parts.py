@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from microlib_kernel.bus import Bus, BusMessage, create_bus, redact
+from microlib_kernel.domain.model import Model
 from microlib_kernel.errors import MicrolibError
 from microlib_kernel.host.cluster import SeenIds, patterns
 from microlib_kernel.store.cache import InstanceCache
@@ -86,6 +87,76 @@ def test_put_many_keeps_what_one_put_each_keeps() -> None:
     many.suspend()
     many.put_many("orders", entries)
     assert len(many) == 0
+
+
+class _Order(Model, endpoint="orders"):
+    n: int = 0
+
+
+class _Note(Model, endpoint="notes"):
+    n: int = 0
+
+
+def _model(cls: type[Model], id: str, n: int = 0, revision: int = 1) -> Model:
+    return cls.model_validate({"id": id, "revision": revision, "n": n})
+
+
+def test_cached_instances_are_keyed_by_their_own_id_and_share_one_order() -> None:
+    cache = InstanceCache(3)
+    a, b = _model(_Order, "a"), _model(_Note, "b")
+    cache.put("orders", "a", a)
+    cache.put("notes", "b", b)
+    assert all(type(k) is str for k in cache._data)  # no (table, id) tuple per entry
+    assert next(iter(cache._data)) is a.id  # the instance's own string is the key
+    assert cache.get("orders", "a") is a and cache.get("notes", "b") is b
+    assert cache.get("notes", "a") is None and cache.get("orders", "b") is None
+    # One id in two tables: the second entry is keyed by the pair; both are found.
+    twin = _model(_Note, "a", 7)
+    cache.put("notes", "a", twin)
+    assert cache.get("orders", "a") is a and cache.get("notes", "a") is twin
+    assert cache.get_many("notes", ["a", "b", "zz"]) == [twin, b, None]
+    # One order across tables: "orders/a" was used least recently of the three.
+    cache.get("notes", "b")
+    cache.get("notes", "a")
+    cache.put("orders", "c", _model(_Order, "c"))
+    assert cache.get("orders", "a") is None and cache.get("notes", "a") is twin
+    assert len(cache) == 3
+
+
+def test_evict_invalidate_and_clear_reach_either_kind_of_key() -> None:
+    cache = InstanceCache(10)
+    a, twin = _model(_Order, "a"), _model(_Note, "a")
+    cache.put("orders", "a", a)
+    cache.put("notes", "a", twin)  # keyed by the pair
+    cache.evict("orders", "a")
+    assert cache.get("orders", "a") is None and cache.get("notes", "a") is twin
+    again = _model(_Note, "a", 2)
+    cache.put("notes", "a", again)  # the id is free now: one entry, keyed by the id
+    assert len(cache) == 1 and list(cache._data) == ["a"] and cache.get("notes", "a") is again
+    cache.put("orders", "a", a)  # now the order is the one keyed by the pair
+    cache.invalidate("orders", "a", 2)
+    assert cache.get("orders", "a") is None and cache.get("notes", "a") is again
+    cache.put("orders", "a", a)  # revision 1 < floor 2: refused
+    assert cache.get("orders", "a") is None
+    cache.put("orders", "b", _model(_Order, "b"))
+    cache.put("orders", "a", _model(_Order, "a", revision=2))
+    cache.clear("notes")
+    assert cache.get("notes", "a") is None and cache.get("orders", "b") is not None
+    assert cache.get("orders", "a") is not None and len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0 and cache.get("orders", "b") is None
+
+
+def test_a_value_under_another_table_than_its_models_is_keyed_by_the_pair() -> None:
+    cache = InstanceCache(10)
+    stray = _model(_Order, "x")
+    cache.put("archive", "x", stray)
+    assert list(cache._data) == [("archive", "x")]
+    assert cache.get("archive", "x") is stray and cache.get("orders", "x") is None
+    cache.put("orders", "x", stray)
+    assert cache.get("orders", "x") is stray and len(cache) == 2
+    cache.clear("archive")
+    assert list(cache._data) == ["x"]
 
 
 def test_get_many_is_get_of_each() -> None:
