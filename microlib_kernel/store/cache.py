@@ -104,6 +104,8 @@ class InstanceCache:
                 if self._pairs and data.pop((table, id), None) is not None:
                     self._pairs -= 1  # it was keyed by the pair while its id was taken
             else:
+                if held is not None and _table_of(held) == table:
+                    del data[id]  # this (table, id)'s copy under its id alone: replaced
                 key = (table, id)
                 if key not in data:
                     self._pairs += 1

@@ -159,6 +159,21 @@ def test_a_value_under_another_table_than_its_models_is_keyed_by_the_pair() -> N
     assert list(cache._data) == ["x"]
 
 
+def test_a_newer_copy_from_another_models_class_replaces_the_id_keyed_one() -> None:
+    # A version whose class names another endpoint, cached under the first table (the
+    # review's case): the old id-keyed copy goes, so reads and invalidations see one.
+    class _OrderV2(Model, endpoint="orders_v2"):
+        n: int = 0
+
+    cache = InstanceCache(10)
+    cache.put("orders", "a", _model(_Order, "a", revision=1))
+    newer = _model(_OrderV2, "a", 2, revision=2)
+    cache.put("orders", "a", newer)
+    assert cache.get("orders", "a") is newer and len(cache) == 1
+    cache.invalidate("orders", "a", 3)
+    assert cache.get("orders", "a") is None and len(cache) == 0
+
+
 def test_get_many_is_get_of_each() -> None:
     cache = InstanceCache(3)
     for id in ("a", "b", "c"):
