@@ -7,13 +7,15 @@ middleware and the route each make one), and its ``get`` is the pure-Python
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
-def header(scope: dict[str, Any] | Any, name: bytes) -> str | None:
+def header(scope: Mapping[str, Any], name: bytes) -> str | None:
     """The first value of the header ``name`` (lower case: ASGI servers lower-case
     header names), or ``None`` if the request has none."""
     for key, value in scope["headers"]:
         if key == name:
-            return str(value.decode("latin-1"))
+            decoded: str = value.decode("latin-1")
+            return decoded
     return None
