@@ -10,6 +10,9 @@ the benchmark) or it gets SIGTERM. KIND is:
 * ``duckdb``: the same app doing one DuckDB ``INSERT`` per create (the naive way);
 * ``sqlite``: the same app doing one SQLite commit per create (WAL, synchronous=FULL).
 
+The DuckDB and SQLite apps store every field of the item they answer with (the nine
+columns of the host's table: its own fields and ``Item``'s).
+
 The baselines validate nothing and build the same JSON as the host does for ``Item``.
 """
 
@@ -26,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = "/microlib/api/models/items"
+# The fields a baseline stores: every field of the item it answers with, as the host's
+# table does (before 2026-12-07 they left port_flow and compensation out, which made
+# each DuckDB INSERT ~20% cheaper in instructions than the host's nine columns).
+STORED = (
+    "id", "created_at", "updated_at", "version", "revision", "port_flow", "compensation",
+    "name", "qty",
+)  # fmt: skip
 
 
 def _wait_for_stdin_close(stop: Any) -> None:
@@ -112,14 +122,14 @@ def _writer(kind: str, folder: Path) -> Any:
         con = duckdb.connect(str(folder / "naive.duckdb"))
         con.execute(
             "CREATE TABLE items (id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ, "
-            "updated_at TIMESTAMPTZ, version VARCHAR, revision BIGINT, name VARCHAR, qty BIGINT)"
+            "updated_at TIMESTAMPTZ, version VARCHAR, revision BIGINT, port_flow VARCHAR[], "
+            "compensation VARCHAR, name VARCHAR, qty BIGINT)"
         )
 
         def insert_duckdb(item: dict[str, Any]) -> None:
             con.execute(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [item[k] for k in ("id", "created_at", "updated_at", "version", "revision")]
-                + [item["name"], item["qty"]],
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [item[k] for k in STORED],
             )
 
         return insert_duckdb
@@ -131,16 +141,15 @@ def _writer(kind: str, folder: Path) -> Any:
         con.execute("PRAGMA synchronous=FULL")
         con.execute(
             "CREATE TABLE items (id TEXT PRIMARY KEY, created_at TEXT, updated_at TEXT, "
-            "version TEXT, revision INTEGER, name TEXT, qty INTEGER)"
+            "version TEXT, revision INTEGER, port_flow TEXT, compensation TEXT, name TEXT, "
+            "qty INTEGER)"
         )
 
         def insert_sqlite(item: dict[str, Any]) -> None:
+            values = [item[k] for k in STORED]
+            values[5] = json.dumps(values[5])  # port_flow: SQLite has no list type
             con.execute("BEGIN")
-            con.execute(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [item[k] for k in ("id", "created_at", "updated_at", "version", "revision")]
-                + [item["name"], item["qty"]],
-            )
+            con.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             con.execute("COMMIT")
 
         return insert_sqlite

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..domain.query import Query
 from ..domain.types import ValueType
-from .duckdb_types import encoder, identity, param_expr, quote, sql_type
+from .duckdb_types import bound_as_is, encoder, identity, param_expr, quote, sql_type
 
 _ARROW_TYPES = {"string": "string", "integer": "int64", "float": "float64", "boolean": "bool_"}
 # Arrow's import costs ~0.3 s: paid on the first bulk write, not at import time.
@@ -66,9 +66,12 @@ def _column_expr(ref: str, t: ValueType) -> str:
 
 
 def values_insert_sql(table: str, columns: Sequence[str], types: dict[str, ValueType]) -> str:
-    """``INSERT`` of one row, its values bound as ``$1..$n`` (encoded by :func:`encoder`)."""
+    """``INSERT`` of one row, its values bound as ``$1..$n`` (encoded by :func:`row_encoder`)."""
     names = ", ".join(quote(c) for c in columns)
-    exprs = ", ".join(_column_expr(f"${i + 1}", types[c]) for i, c in enumerate(columns))
+    exprs = ", ".join(
+        f"${i + 1}" if bound_as_is(types[c]) else _column_expr(f"${i + 1}", types[c])
+        for i, c in enumerate(columns)
+    )
     return f"INSERT INTO {quote(table)} ({names}) VALUES ({exprs})"
 
 

@@ -49,6 +49,7 @@ def make_wide() -> type[Model]:
         ref: uuid.UUID | None = None
         tags: list[str] = Field(default_factory=list)
         scores: list[int] = Field(default_factory=list)
+        flags: list[bool] = Field(default_factory=list)
         extra: dict = Field(default_factory=dict)
         address: Address | None = None
         note: str | None = None
@@ -69,6 +70,7 @@ def wide_row(i: int) -> dict:
         "ref": uuid.UUID(int=i) if i % 5 else None,
         "tags": [f"t{j}" for j in range(i % 3)],
         "scores": list(range(i % 4)),
+        "flags": [bool(j % 2) for j in range(i % 3)],
         "extra": {"k": i, "nested": [1, {"a": None}], "s": "ü"} if i % 2 else {},
         "address": {"street": f"s{i}", "zip": i} if i % 3 else None,
         "note": None if i % 2 else f"note {i}",
@@ -400,6 +402,41 @@ async def test_single_creates_take_the_values_insert(host: Host) -> None:
     assert (await Wide.find(one.id)).model_dump() == one.model_dump()
     host.cache.clear()
     assert [w.model_dump() for w in await Wide.list()] == [one.model_dump()]
+
+
+async def test_single_creates_store_what_the_bulk_insert_stores(host: Host) -> None:
+    # A create binds scalars, their text and lists of plain items with no CAST in its
+    # statement (DuckDB casts on bind); the Arrow and unnest paths cast in SQL. The typed
+    # columns hold the same values either way, None and empty lists included.
+    Wide = make_wide()
+    host.publish(Wide)
+    rows = [wide_row(i) for i in range(12)]
+    for row in rows:
+        await Wide.create(**row)
+    await Wide.create_many([{**row, "name": "bulk " + row["name"]} for row in rows * 30])
+    names = [
+        "qty",
+        "ratio",
+        "flag",
+        "when",
+        "day",
+        "at",
+        "amount",
+        "ref",
+        "tags",
+        "scores",
+        "flags",
+        "extra",
+        "address",
+    ]
+    columns = ", ".join(f'"{n}"' for n in names)
+    one = host.sql(f"SELECT {columns} FROM wides WHERE name NOT LIKE 'bulk %' ORDER BY qty").rows
+    bulk = host.sql(f"SELECT DISTINCT {columns} FROM wides WHERE name LIKE 'bulk %' ORDER BY qty")
+    assert len(one) == 12
+    assert one == bulk.rows
+    assert {r[8] == [] for r in one} == {True, False}  # empty and non-empty lists both
+    tags = host.sql('SELECT typeof(tags), typeof("when") FROM wides LIMIT 1').rows
+    assert tags == [("VARCHAR[]", "TIMESTAMP WITH TIME ZONE")]
 
 
 async def test_values_beyond_a_column_are_refused_clearly(host: Host) -> None:

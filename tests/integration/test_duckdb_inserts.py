@@ -13,6 +13,8 @@ from microlib_kernel.config import Settings
 from microlib_kernel.domain.query import Query
 from microlib_kernel.domain.types import ValueType
 from microlib_kernel.store import Column, DataSource, TableSchema, WriteOp, create_datasource
+from microlib_kernel.store import duckdb as duckdb_store
+from microlib_kernel.store.duckdb import DuckDBStore
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +83,61 @@ async def test_delete_and_create_of_one_id_in_one_batch(store: DataSource) -> No
         cur.close()
     rows = await store.query("things", Query())
     assert [(r["id"], r["name"]) for r in rows] == [("gone", "reborn")]
+
+
+async def test_a_write_alone_commits_on_the_callers_thread(store: DataSource) -> None:
+    # Writer idle, nothing queued, no other write in this turn of the loop: the write
+    # commits where it was made (no round trip to the writer thread), durably.
+    assert isinstance(store, DuckDBStore)
+    before = store.commits, store.direct_writes
+    await store.write(create("a"))
+    await store.write(WriteOp("upsert", "things", "a", {"id": "a", "revision": 2, "name": "b"}, 1))
+    await store.write(WriteOp("delete", "things", "a", None, 2))
+    await store.write(create("b"))
+    assert (store.commits, store.direct_writes) == (before[0] + 4, before[1] + 4)
+    assert [r["id"] for r in await store.query("things", Query())] == ["b"]
+    # ...and fails there as the writer thread would make it fail.
+    with pytest.raises(Conflict, match="already exists"):
+        await store.write(create("b", "again"))
+    assert store.direct_writes == before[1] + 5
+
+
+async def test_writes_made_in_one_turn_commit_together_on_the_writer(store: DataSource) -> None:
+    assert isinstance(store, DuckDBStore)
+    before = store.commits, store.direct_writes
+    await asyncio.gather(*(store.write(create(f"t{i}")) for i in range(5)))
+    assert (store.commits, store.direct_writes) == (before[0] + 1, before[1])
+    assert len(await store.query("things", Query())) == 5
+
+
+async def test_no_write_commits_on_the_callers_thread_near_a_checkpoint(
+    store: DataSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB checkpoints in the commit that takes its log past the threshold: that
+    # commit must not block the caller's event loop, so the writer thread makes it.
+    assert isinstance(store, DuckDBStore)
+    await store.write(create("a"))
+    assert store._wal is not None and store._wal.exists()
+    monkeypatch.setattr(duckdb_store, "CHECKPOINT_WAL_BYTES", store._wal.stat().st_size)
+    direct = store.direct_writes
+    await store.write(create("b"))
+    assert store.direct_writes == direct
+    assert len(await store.query("things", Query())) == 2
+
+
+async def test_a_write_begun_before_close_commits(tmp_path: Path) -> None:
+    settings = Settings.load(cwd=tmp_path, env={})
+    ds = create_datasource("duckdb:///closing.duckdb", settings)
+    await ds.open()
+    await ds.ensure_table(SCHEMA)
+    write = asyncio.ensure_future(ds.write(create("last")))
+    await asyncio.sleep(0)  # the write is held for the rest of this turn
+    await ds.close()
+    await write  # acknowledged: committed before the store closed
+    again = create_datasource("duckdb:///closing.duckdb", settings)
+    await again.open()
+    try:
+        await again.ensure_table(SCHEMA)
+        assert [r["id"] for r in await again.query("things", Query())] == ["last"]
+    finally:
+        await again.close()
