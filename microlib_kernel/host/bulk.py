@@ -1,4 +1,4 @@
-"""Validating and dumping many instances at once (``create_many``, large lists).
+"""Validating many instances at once (``create_many``, large lists).
 
 pydantic-core validates a ``list[Model]`` in one call, without a Python-level loop per
 row. The other half of the cost of 100,000 instances is CPython's cyclic garbage
@@ -58,13 +58,6 @@ def validate_json_array(cls: type[Model], text: str | bytes, rows: int) -> list[
     except (ValidationError, ValueError):
         return None
     return instances
-
-
-def dump_many(cls: type[Model], instances: Sequence[Model]) -> list[dict[str, Any]]:
-    """Every instance as JSON-mode data (what ``model_dump(mode="json")`` gives), at once."""
-    with paused_gc(len(instances)):
-        records: list[dict[str, Any]] = list_adapter(cls).dump_python(list(instances), mode="json")
-    return records
 
 
 # Instances of a model validated from the same keys have equal sets of "fields set"

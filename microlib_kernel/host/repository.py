@@ -34,13 +34,13 @@ from ..gc_pause import paused_gc
 from ..store.base import DataSource, FreshInserts, WriteOp
 from ..store.cache import InstanceCache
 from .bulk import (
-    dump_many,
     share_fields_set,
     share_fields_sets,
     validate_json_array,
     validate_json_rows,
     validate_many,
 )
+from .records import dump_records
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
@@ -525,6 +525,25 @@ class Repository:
                 outcomes[n] = exc
         return outcomes
 
+    def _values_many(
+        self, mv: ModelVersion, rows: Sequence[dict[str, Any]], now: dt.datetime
+    ) -> builtins.list[dict[str, Any]]:
+        """:meth:`_values` of each row, new ids, one instant: the checks made per call."""
+        ids = new_ids(len(rows))
+        if set(map(type, rows)) - {dict} or not all(map(_FRAMEWORK.isdisjoint, rows)):
+            # Some row is refused: row by row, for the first one's error.
+            return [self._values(mv, row, id, now) for row, id in zip(rows, ids, strict=True)]
+        # One port_flow list for every row: validation makes each instance its own.
+        framework = {
+            "created_at": now,
+            "updated_at": now,
+            "version": mv.version,
+            "revision": 1,
+            "port_flow": [],
+            "compensation": None,
+        }
+        return [{**row, "id": id, **framework} for row, id in zip(rows, ids, strict=True)]
+
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
     ) -> builtins.list[Model]:
@@ -538,10 +557,7 @@ class Repository:
         # per-row dicts, ids and write records would trigger young collections that
         # free nothing (gc_pause.py).
         with paused_gc(len(rows)):
-            values = [
-                self._values(mv, row, id, now)
-                for row, id in zip(rows, new_ids(len(rows)), strict=True)
-            ]
+            values = self._values_many(mv, rows, now)
             try:
                 instances = validate_many(mv.cls, values)
             except ValidationError:
@@ -551,10 +567,7 @@ class Repository:
                 ]
             del values
             records = self._encode_many(mv, instances)
-            ops = FreshInserts(
-                WriteOp("upsert", self.table, i.id, r, 0)
-                for i, r in zip(instances, records, strict=True)
-            )
+            ops = FreshInserts(self.table, [i.id for i in instances], records)
         await self.store.write_many(ops)
         with paused_gc(len(rows)):
             if self.cache.size:
@@ -584,7 +597,7 @@ class Repository:
         """The records of new instances (:meth:`_encode_new` of each, in bulk when plain)."""
         if not self.codec.plain(mv.cls):
             return [self._encode_new(i) for i in instances]
-        records = dump_many(mv.cls, instances)
+        records = dump_records(mv.cls, instances)
         if self.defaults:
             for record in records:
                 for name, value in self.defaults.items():

@@ -25,9 +25,9 @@ stores that declare what it needs, and checks the declarations it can observe.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from ..domain.query import Query
 from ..domain.types import ValueType
@@ -105,11 +105,40 @@ class WriteOp:
     expect_revision: int | None = None
 
 
-class FreshInserts(list[WriteOp]):
-    """Write ops that are all new records (``expect_revision=0``) of one table, with
-    distinct ids (a ``create_many``'s). Any store takes them as a plain sequence; the
-    DuckDB writer groups them by fields only, without first folding the writes of one
-    id together (0.13 s against 0.035 s per 100,000 rows)."""
+class FreshInserts(Sequence[WriteOp]):
+    """New records (``expect_revision=0``) of one table with distinct ids: a
+    ``create_many``'s writes.
+
+    Any store takes them as a sequence of :class:`WriteOp`, each made when it is read.
+    The DuckDB writer reads :attr:`records` instead: it makes no op per row (~0.05 s
+    per 100,000) and groups the records by fields only, without first folding the
+    writes of one id together (0.035 s against 0.13 s).
+    """
+
+    __slots__ = ("ids", "records", "table")
+
+    def __init__(self, table: str, ids: Sequence[str], records: Sequence[dict[str, Any]]) -> None:
+        if len(ids) != len(records):
+            raise ValueError(f"{len(ids)} ids for {len(records)} records")
+        self.table, self.ids, self.records = table, ids, records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @overload
+    def __getitem__(self, index: int) -> WriteOp: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[WriteOp]: ...
+    def __getitem__(self, index: int | slice) -> WriteOp | list[WriteOp]:
+        if isinstance(index, slice):
+            return [self._op(i) for i in range(*index.indices(len(self)))]
+        return self._op(range(len(self))[index])
+
+    def __iter__(self) -> Iterator[WriteOp]:
+        return map(self._op, range(len(self)))
+
+    def _op(self, i: int) -> WriteOp:
+        return WriteOp("upsert", self.table, self.ids[i], self.records[i], 0)
 
 
 @dataclass(frozen=True)

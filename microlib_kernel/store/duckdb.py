@@ -77,11 +77,10 @@ class _Pending:
     # Writes sharing one future. ``atomic``: all commit or none (the future fails);
     # otherwise each succeeds or fails alone and the result lists one error (or None)
     # per op instead of raising.
-    ops: list[WriteOp] | None = None
+    ops: Sequence[WriteOp] | None = None  # FreshInserts as they came, else a list
     atomic: bool = False
-    fresh: bool = False  # ``ops`` came as FreshInserts
 
-    def all_ops(self) -> list[WriteOp]:
+    def all_ops(self) -> Sequence[WriteOp]:
         if self.ops is not None:
             return self.ops
         return [self.op] if self.op is not None else []
@@ -340,7 +339,11 @@ class DuckDBStore(DataSource):
         ``resolve`` reports the outcomes (default: to each item's loop, thread-safely).
         """
         resolve = resolve or _resolve
-        ops = [op for item in items for op in item.all_ops()]
+        ops: Sequence[WriteOp]
+        if len(items) == 1:
+            ops = items[0].all_ops()  # FreshInserts stay as they are: no op per row
+        else:
+            ops = [op for item in items for op in item.all_ops()]
         try:
             if len(ops) == 1:
                 self._apply_one(cur, ops[0])
@@ -350,7 +353,7 @@ class DuckDBStore(DataSource):
                 # Nothing of it survives, so nothing is promoted: what the host loop
                 # makes while DuckDB inserts without the GIL stays young.
                 with paused_gc(len(ops), promote=False):
-                    self._apply(cur, ops, fresh=len(items) == 1 and items[0].fresh)
+                    self._apply(cur, ops)
         except Exception as exc:
             _rollback(cur)
             if len(items) > 1:
@@ -390,16 +393,15 @@ class DuckDBStore(DataSource):
         self._bump(op.table)
         self.commits += 1
 
-    def _apply(self, cur: Any, ops: Sequence[WriteOp], fresh: bool = False) -> None:
+    def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
         Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
         tables: dict[str, tuple[list[str], Groups]] = {}
-        if fresh:  # FreshInserts: new records of one table, distinct ids
+        if isinstance(ops, FreshInserts):  # new records of one table, distinct ids
             groups: Groups = {}
-            for op in ops:
-                assert op.record is not None
+            for record in ops.records:
                 # By fields still: a model's dump may leave some out (exclude_if).
-                groups.setdefault((True, tuple(op.record)), []).append(op.record)
-            tables[ops[0].table] = ([], groups)
+                groups.setdefault((True, tuple(record)), []).append(record)
+            tables[ops.table] = ([], groups)
             ops = ()
         final: dict[tuple[str, str], WriteOp] = {}
         rewritten: set[tuple[str, str]] = set()
@@ -502,10 +504,8 @@ class DuckDBStore(DataSource):
         if not ops:
             return
         loop = asyncio.get_running_loop()
-        fresh = isinstance(ops, FreshInserts)
-        await self._submit(
-            _Pending(loop.create_future(), loop, ops=list(ops), atomic=True, fresh=fresh)
-        )
+        kept = ops if isinstance(ops, FreshInserts) else list(ops)
+        await self._submit(_Pending(loop.create_future(), loop, ops=kept, atomic=True))
 
     async def write_each(self, ops: Sequence[WriteOp]) -> list[BaseException | None]:
         # One queue item and one future for the lot; each op still succeeds or fails alone.

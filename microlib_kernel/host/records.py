@@ -1,0 +1,136 @@
+"""The JSON-mode records of many new instances, built column by column.
+
+``create_many`` stores what ``model_dump(mode="json")`` gives for each instance. For
+100,000 rows, pydantic-core's dump of the list takes ~0.29 s: it walks every value of
+every row through the model's serializer. Most values are their own dump: a ``str``,
+``int``, ``float``, ``bool``, ``None`` or ``Literal`` field holds an immutable value
+that the dump returns as it is. :func:`dump_records` copies each instance's own
+``__dict__`` (~0.06 s per 100,000) and dumps only the other fields (timestamps, lists,
+dicts, nested models), one column at a time with a ``TypeAdapter`` of the field's type
+(one instant shared by every row, such as ``created_at`` in ``create_many``, is dumped
+once).
+
+That is exact only where the model's dump is the plain dump of its fields' types, so a
+model is taken this way only if it has no serializer of its own (``field_serializer``,
+``model_serializer``, ``PlainSerializer`` and the like), no computed field, no excluded
+or aliased field and no extra fields. Validators may return another type than the one
+declared: for a model with validators, each column said to hold its own dump is checked
+to hold only such values. Anything else takes pydantic's full dump.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+import weakref
+from collections.abc import Sequence
+from operator import attrgetter, itemgetter, methodcaller
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+from ..domain.model import Model
+from ..gc_pause import paused_gc
+from .bulk import list_adapter
+
+#: Types whose values are immutable and their own JSON-mode dump.
+_SELF_DUMPED = frozenset({str, int, float, bool, type(None)})
+
+
+class _Plan(typing.NamedTuple):
+    """How to dump a model's instances: the fields to dump by type, the others checked."""
+
+    dumped: tuple[tuple[str, TypeAdapter[Any], TypeAdapter[Any]], ...]  # name, column, one
+    checked: tuple[str, ...]  # fields said to hold their own dump (checked if validated)
+
+
+_plans: weakref.WeakKeyDictionary[type[Model], _Plan | None] = weakref.WeakKeyDictionary()
+
+
+def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str, Any]]:
+    """``model_dump(mode="json")`` of every instance (all of ``cls``), at once."""
+    try:
+        plan = _plans[cls]
+    except KeyError:
+        plan = _plans[cls] = _plan(cls)
+    with paused_gc(len(instances)):
+        records = None if plan is None else _columnwise(plan, instances)
+        if records is None:
+            records = list_adapter(cls).dump_python(list(instances), mode="json")
+    return records
+
+
+def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]] | None:
+    """The records by :class:`_Plan` (``None``: a value is not its own dump after all)."""
+    for name in plan.checked:
+        kinds = set(map(type, map(attrgetter(name), instances)))
+        if not kinds <= _SELF_DUMPED:
+            return None
+    records: list[dict[str, Any]] = list(
+        map(methodcaller("copy"), map(attrgetter("__dict__"), instances))
+    )
+    for name, column_adapter, one_adapter in plan.dumped:
+        column = list(map(itemgetter(name), records))
+        first = column[0] if column else None
+        if isinstance(first, dt.datetime) and len(set(map(id, column))) == 1:
+            # One object in every row (a bulk create's timestamps: pydantic keeps the
+            # datetime it is given): its dump is made once.
+            same = one_adapter.dump_python(first, mode="json")
+            for record in records:
+                record[name] = same
+            continue
+        dumps = column_adapter.dump_python(column, mode="json")
+        for record, value in zip(records, dumps, strict=True):
+            record[name] = value
+    return records
+
+
+def _plan(cls: type[Model]) -> _Plan | None:
+    """How :func:`dump_records` dumps ``cls`` (``None``: by pydantic's full dump)."""
+    decorators = cls.__pydantic_decorators__
+    config = cls.model_config
+    if (
+        decorators.field_serializers
+        or decorators.model_serializers
+        or cls.__pydantic_computed_fields__
+        or config.get("extra") == "allow"
+        or config.get("serialize_by_alias")
+        or config.get("use_enum_values")
+    ):
+        return None
+    validated = bool(
+        decorators.field_validators or decorators.model_validators or decorators.validators
+    )
+    dumped, checked = [], []
+    for name, info in cls.model_fields.items():
+        if info.exclude or getattr(info, "exclude_if", None) is not None:
+            return None
+        if info.serialization_alias is not None or not _constraints_only(info.metadata):
+            return None
+        if _self_dumped(info.annotation):
+            if validated:
+                checked.append(name)
+            continue
+        annotation: Any = info.annotation
+        dumped.append((name, TypeAdapter(list[annotation]), TypeAdapter(annotation)))
+    return _Plan(tuple(dumped), tuple(checked))
+
+
+def _constraints_only(metadata: list[Any]) -> bool:
+    """Whether a field's metadata only constrains values (``min_length=1``): no
+    serializer or other type-changing annotation."""
+    return all(type(m).__module__ == "annotated_types" for m in metadata)
+
+
+def _self_dumped(annotation: Any) -> bool:
+    """Whether every value of ``annotation`` is immutable and its own JSON-mode dump."""
+    if annotation in _SELF_DUMPED:
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return all(type(a) in _SELF_DUMPED for a in args)
+    if origin is typing.Union or origin is types.UnionType:
+        return all(_self_dumped(a) for a in args)
+    return False
