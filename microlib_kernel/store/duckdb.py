@@ -47,7 +47,7 @@ from .duckdb_bulk import (
     unnest_insert_sql,
     values_insert_sql,
 )
-from .duckdb_types import encoder, param_expr, quote, row_encoder, sql_type
+from .duckdb_types import UnstorableValue, encoder, param_expr, quote, row_encoder, sql_type
 from .filelock import WriterLock
 from .registry import url_path
 from .sql import DuckDBSqlEngine, decode_rows
@@ -61,6 +61,9 @@ T = TypeVar("T")
 _STOP = object()
 #: DuckDB checkpoints when a commit takes its write-ahead log past this (set on open).
 CHECKPOINT_WAL_BYTES = 16 * 2**20
+#: A row larger than this (its text and the items of its lists and objects, roughly)
+#: commits on the writer thread: ~10 ms per MiB that the caller's loop would wait.
+_DIRECT_ROW_BYTES = 64 * 2**10
 #: A direct write needs this much room left in the log (a row of a few MiB goes through
 #: the writer thread near the threshold, where its checkpoint blocks no event loop).
 _DIRECT_WAL_ROOM = 4 * 2**20
@@ -110,6 +113,10 @@ class DuckDBStore(DataSource):
         self._writer: threading.Thread | None = None
         # Held by whoever writes: the writer thread for a batch, or a direct write.
         self._writing = threading.Lock()
+        # Items queued and not yet done by the writer (a direct write waits for none).
+        self._unfinished = 0
+        self._count_lock = threading.Lock()
+        self._held_lock = threading.Lock()
         self._write_cur: Any = None
         # Single writes made in the current turn of each event loop (direct writes).
         self._held: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
@@ -180,10 +187,12 @@ class DuckDBStore(DataSource):
         self._closed = True
         # Writes held for this turn are queued ahead of the stop: a write begun before
         # close() commits, as one already queued does.
-        for loop in list(self._held):
-            for item in self._held.pop(loop, None) or ():
-                self._queue.put(item)
-        self._queue.put(_STOP)
+        with self._held_lock:
+            held = [item for items in self._held.values() for item in items]
+            self._held.clear()
+        for item in held:
+            self._enqueue(item)
+        self._enqueue(_STOP)
         if self._writer is not None:
             # A plain join, not to_thread: close() must also work from atexit handlers,
             # when the default executor is already gone. The writer drains quickly.
@@ -226,16 +235,32 @@ class DuckDBStore(DataSource):
     def _submit(self, item: _Pending) -> asyncio.Future[Any]:
         if self._closed:
             raise DatasourceError(f"{self.describe()} is closed")
-        self._queue.put(item)
+        # Writes this loop holds for its turn were made first: they go first.
+        with self._held_lock:
+            held = self._held.pop(item.loop, None)
+        for earlier in held or ():
+            self._enqueue(earlier)
+        self._enqueue(item)
         return item.future
+
+    def _enqueue(self, item: Any) -> None:
+        with self._count_lock:
+            self._unfinished += 1
+        self._queue.put(item)
 
     def _write_loop(self) -> None:
         cur = self._write_cur
         try:
             while True:
                 batch, stop = self._next_batch()
+                outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
                 with self._writing:
-                    self._run_batch(cur, batch)
+                    self._run_batch(cur, batch, outcomes.extend)
+                    with self._count_lock:
+                        self._unfinished -= len(batch) + stop
+                # Reported once the lock is free: a caller's next write may go direct.
+                _resolve(outcomes)
+                del outcomes
                 # No reference to the batch survives the wait for the next one: it holds
                 # the records of the last write (~10 MB for a create_many of 10,000 rows).
                 del batch
@@ -248,34 +273,40 @@ class DuckDBStore(DataSource):
 
     def _hold(self, item: _Pending) -> None:
         """Keep a single write until the loop's current turn ends (see the module doc)."""
-        held = self._held.get(item.loop)
-        if held is not None:
-            held.append(item)
-            return
-        self._held[item.loop] = [item]
+        with self._held_lock:
+            held = self._held.get(item.loop)
+            if held is not None:
+                held.append(item)
+                return
+            self._held[item.loop] = [item]
         item.loop.call_soon(self._release, item.loop)
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         """The turn is over: one write alone may commit here; more go to the writer."""
-        items = self._held.pop(loop, None)
+        with self._held_lock:
+            items = self._held.pop(loop, None)
         if not items:
-            return  # close() queued them already
+            return  # close() or a bulk write queued them already
         if len(items) == 1 and self._write_directly(items[0]):
             return
         for item in items:
-            if self._closed:
+            if not self._closed:
+                self._enqueue(item)
+            elif not item.future.done():
                 item.future.set_exception(DatasourceError(f"{self.describe()} is closed"))
-            else:
-                self._queue.put(item)
 
     def _write_directly(self, item: _Pending) -> bool:
         """Commit ``item`` on this thread if the writer is idle (``False``: not done)."""
-        if self._closed or not self._queue.empty() or not self._wal_has_room():
+        if self._closed or self._unfinished or not self._wal_has_room():
             return False
+        if item.op is None or (item.op.record is not None and not _small(item.op.record)):
+            return False  # a large row's commit would hold this loop for milliseconds
         if not self._writing.acquire(blocking=False):
             return False  # the writer thread is busy: it takes this write next
         try:
-            if self._write_cur is None:
+            # Checked again with the lock held: the writer takes a batch from the
+            # queue before it takes the lock, and what it took must commit first.
+            if self._write_cur is None or self._unfinished:
                 return False
             self._commit_writes(self._write_cur, [item], resolve=_settle)
             self.direct_writes += 1
@@ -310,7 +341,7 @@ class DuckDBStore(DataSource):
             batch.append(item)
         return batch, False
 
-    def _run_batch(self, cur: Any, batch: list[_Pending]) -> None:
+    def _run_batch(self, cur: Any, batch: list[_Pending], report: _Report) -> None:
         # Writes between DDL jobs commit together; jobs run alone, in order.
         writes: list[_Pending] = []
         for item in batch:
@@ -318,27 +349,19 @@ class DuckDBStore(DataSource):
                 writes.append(item)
                 continue
             if writes:
-                self._commit_writes(cur, writes)
+                self._commit_writes(cur, writes, report)
                 writes = []
             try:
-                _resolve([(item, item.job(cur), None)])
+                report([(item, item.job(cur), None)])
             except Exception as exc:
                 _rollback(cur)
-                _resolve([(item, None, exc)])
+                report([(item, None, exc)])
         if writes:
-            self._commit_writes(cur, writes)
+            self._commit_writes(cur, writes, report)
 
-    def _commit_writes(
-        self,
-        cur: Any,
-        items: list[_Pending],
-        resolve: Callable[[list[tuple[_Pending, Any, BaseException | None]]], None] | None = None,
-    ) -> None:
-        """Commit ``items`` in one transaction (each alone if that fails) and report.
-
-        ``resolve`` reports the outcomes (default: to each item's loop, thread-safely).
-        """
-        resolve = resolve or _resolve
+    def _commit_writes(self, cur: Any, items: list[_Pending], resolve: _Report) -> None:
+        """Commit ``items`` in one transaction (each alone if that fails); ``resolve``
+        takes the outcomes."""
         ops: Sequence[WriteOp]
         if len(items) == 1:
             ops = items[0].all_ops()  # FreshInserts stay as they are: no op per row
@@ -358,11 +381,11 @@ class DuckDBStore(DataSource):
             _rollback(cur)
             if len(items) > 1:
                 for item in items:  # isolate the failure: each item in its own transaction
-                    self._commit_writes(cur, [item])
+                    self._commit_writes(cur, [item], resolve)
                 return
             item = items[0]
             if item.ops is not None and not item.atomic and len(item.ops) > 1:
-                self._isolate_ops(cur, item)
+                self._isolate_ops(cur, item, resolve)
                 return
             error = _storage_error(ops[0] if len(ops) == 1 else None, exc)
             if item.ops is not None and not item.atomic:
@@ -372,7 +395,7 @@ class DuckDBStore(DataSource):
             return
         resolve([(i, _success(i), None) for i in items])
 
-    def _isolate_ops(self, cur: Any, item: _Pending) -> None:
+    def _isolate_ops(self, cur: Any, item: _Pending, resolve: _Report) -> None:
         """Independent writes of one item, each in its own transaction."""
         errors: list[BaseException | None] = []
         for op in item.all_ops():
@@ -382,7 +405,7 @@ class DuckDBStore(DataSource):
             except Exception as exc:
                 _rollback(cur)
                 errors.append(_storage_error(op, exc))
-        _resolve([(item, errors, None)])
+        resolve([(item, errors, None)])
 
     def _apply_one(self, cur: Any, op: WriteOp) -> None:
         """:meth:`_apply` of one write; a create (the POST at c=1) skips its grouping."""
@@ -846,6 +869,22 @@ def _guess(sql_type_name: str) -> ValueType:
     return ValueType("json") if sql_type_name == "JSON" else ValueType("string")
 
 
+_Report = Callable[[list[tuple[_Pending, Any, BaseException | None]]], None]
+
+
+def _small(record: dict[str, Any]) -> bool:
+    """Whether a record is surely small (~64 KiB): its top-level text, and 64 bytes
+    counted per item of its lists and objects (what they nest is not walked)."""
+    size = 0
+    for value in record.values():
+        kind = type(value)
+        if kind is str:
+            size += len(value)
+        elif kind is list or kind is dict:
+            size += 64 * len(value)
+    return size <= _DIRECT_ROW_BYTES
+
+
 def _success(item: _Pending) -> Any:
     """What a committed item's future resolves to."""
     if item.ops is not None and not item.atomic:
@@ -924,6 +963,8 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
             f"cannot store {where}: it already exists ({str(exc).strip().splitlines()[0]})",
             id=op.id if op else None,
         )
+    if isinstance(exc, UnstorableValue):
+        return ValidationFailed(f"cannot store {where}: {exc}")
     if isinstance(exc, DatasourceError):
         return exc
     return DatasourceError(f"cannot store {where}: {exc}")

@@ -62,15 +62,21 @@ def param_expr(index: int, t: ValueType) -> str:
 _CAST_ON_BIND = frozenset({"timestamp", "date", "time", "decimal", "uuid"})
 # Items of a list that a one-row statement binds as a Python list (port_flow's strings).
 # Not floats: a non-finite float would be stored as itself, where JSON text says null.
-_NATIVE_ITEMS = frozenset({"string", "integer", "boolean"})
+# Not integers: one beyond 128 bits fails to bind with an error that says nothing of
+# the column, where the CAST of its text is refused as out of range (a 400).
+_NATIVE_ITEMS = frozenset({"string", "boolean"})
+
+
+class UnstorableValue(ValueError):
+    """A value that its column cannot hold, found before DuckDB sees it."""
 
 
 def bound_as_is(t: ValueType) -> bool:
     """Whether a one-row ``INSERT ... VALUES`` binds a value of ``t`` with no ``CAST``.
 
-    Scalars and their text go in as bound; lists of strings, integers or booleans as
-    Python lists. Each ``CAST`` left out of a statement is DuckDB work saved per request:
-    the nine framework and ``Item`` columns of the HTTP benchmark cost 12% fewer
+    Scalars and their text go in as bound; lists of strings or booleans as Python
+    lists. Each ``CAST`` left out of a statement is DuckDB work saved per request: the
+    nine framework and ``Item`` columns of the HTTP benchmark cost 12% fewer
     instructions per ``INSERT`` without them (``bench/RESULTS.md``).
     """
     if t.secret:
@@ -84,8 +90,15 @@ def bound_as_is(t: ValueType) -> bool:
 def row_encoder(t: ValueType) -> Callable[[Any], Any]:
     """Turns a JSON-mode value into what a one-row ``INSERT`` binds (see :func:`bound_as_is`)."""
     if t.kind == "list" and bound_as_is(t):
-        return identity
+        return _plain_list
     return encoder(t)
+
+
+def _plain_list(v: Any) -> Any:
+    # DuckDB would read a string bound to a list column as a list literal ("[a, b]").
+    if v is None or type(v) is list:
+        return v
+    raise UnstorableValue(f"a list column got {type(v).__name__}")
 
 
 def encoder(t: ValueType) -> Callable[[Any], Any]:
