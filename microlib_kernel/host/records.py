@@ -25,7 +25,8 @@ import types
 import typing
 import weakref
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter, methodcaller
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter, methodcaller
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
@@ -73,12 +74,22 @@ def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]]
     for name, column_adapter, one_adapter in plan.dumped:
         column = list(map(itemgetter(name), records))
         first = column[0] if column else None
-        if isinstance(first, dt.datetime) and len(set(map(id, column))) == 1:
+        if isinstance(first, dt.datetime) and all(map(is_, column, repeat(first))):
             # One object in every row (a bulk create's timestamps: pydantic keeps the
             # datetime it is given): its dump is made once.
             same = one_adapter.dump_python(first, mode="json")
             for record in records:
                 record[name] = same
+            continue
+        if (
+            type(first) is list
+            and not first
+            and set(map(type, column)) == {list}  # then == compares lists only
+            and column.count([]) == len(column)
+        ):
+            # Empty lists in every row (a bulk create's port_flow): a new one each.
+            for record in records:
+                record[name] = []
             continue
         dumps = column_adapter.dump_python(column, mode="json")
         for record, value in zip(records, dumps, strict=True):

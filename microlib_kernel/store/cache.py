@@ -90,6 +90,8 @@ class InstanceCache:
         if not self.size or self._suspended:
             return
         data, floors = self._data, self._floors
+        get, touch = data.get, data.move_to_end
+        model: type | None = None  # a class seen keyed by id alone in ``table``
         for id, value in entries:
             if floors:
                 floor = floors.get((table, id))
@@ -98,7 +100,17 @@ class InstanceCache:
             own = getattr(value, "id", None)
             if own == id:
                 id = own  # key by the instance's own string: no second copy kept
-            held = data.get(id)
+            held = get(id)
+            if type(value) is model and not self._pairs:
+                # Another instance of the last class put here (a bulk create's): no
+                # pair keys exist, so its id alone is its key.
+                if held is None:
+                    data[id] = value  # a new key is the newest already
+                    continue
+                if type(held) is model:
+                    data[id] = value
+                    touch(id)
+                    continue
             if _table_of(value) == table and (held is None or _table_of(held) == table):
                 key: str | tuple[str, str] = id
                 if self._pairs and data.pop((table, id), None) is not None:
@@ -110,7 +122,9 @@ class InstanceCache:
                 if key not in data:
                     self._pairs += 1
             data[key] = value
-            data.move_to_end(key)
+            touch(key)
+            if key is id:
+                model = type(value)
         for _ in range(len(data) - self.size):
             self._forget(data.popitem(last=False)[0])
 

@@ -361,3 +361,45 @@ async def test_redis_counts_entries_trimmed_before_it_read_them(
     bus._ordinal, bus._last_id = 10, "10-0"  # we had read entries 1..10 (ids n-0)
     entries = [(f"{n}-0".encode(), {}) for n in range(batch[0], batch[1] + 1)]
     assert await bus._missed(entries) == missed
+
+
+def test_the_cache_answers_as_one_lru_of_table_and_id_whatever_the_puts() -> None:
+    # Against a plain reference (one LRU keyed by (table, id)): bulk puts with repeats,
+    # values under another table than their model's, gets, evictions, a small size.
+    import random
+    from collections import OrderedDict
+
+    tables = {"orders": _Order, "notes": _Note}
+    for seed in range(300):
+        rng = random.Random(seed)
+        cache, ref = InstanceCache(6), OrderedDict[tuple[str, str], Model]()
+        for _ in range(40):
+            table = rng.choice(list(tables))
+            action = rng.random()
+            if action < 0.5:
+                entries = []
+                for _ in range(rng.randint(1, 8)):
+                    cls = (
+                        tables[table] if rng.random() < 0.85 else rng.choice(list(tables.values()))
+                    )
+                    entries.append((rng.choice("abcdefgh"), cls))
+                made = [(id, _model(cls, id, n=rng.randint(0, 9))) for id, cls in entries]
+                cache.put_many(table, made)
+                for id, value in made:
+                    ref.pop((table, id), None)
+                    ref[(table, id)] = value
+                while len(ref) > 6:
+                    ref.popitem(last=False)
+            elif action < 0.8:
+                id = rng.choice("abcdefgh")
+                got = cache.get(table, id)
+                assert got is ref.get((table, id)), (seed, table, id)
+                if got is not None:
+                    ref.move_to_end((table, id))
+            else:
+                id = rng.choice("abcdefgh")
+                cache.evict(table, id)
+                ref.pop((table, id), None)
+            assert len(cache) == len(ref), seed
+        for (table, id), value in ref.items():
+            assert cache.get(table, id) is value, (seed, table, id)

@@ -165,3 +165,11 @@ def test_models_with_their_own_serialization_take_the_full_dump(shape: str) -> N
     instances = list_adapter(Own).validate_python(data)
     assert dump_records(Own, instances) == dumped(Own, instances)
     assert records._plans[Own] is None
+
+
+def test_empty_lists_in_every_row_are_new_lists_each() -> None:
+    data = [{**BASE, "id": f"{i:032x}", "name": f"n{i}", "tags": []} for i in range(5)]
+    instances = list_adapter(Every).validate_python(data)
+    got = dump_records(Every, instances)
+    assert got == dumped(Every, instances)
+    assert len({id(r["tags"]) for r in got} | {id(i.tags) for i in instances}) == 10
