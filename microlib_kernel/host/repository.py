@@ -80,6 +80,18 @@ class RecordCodec:
         return True
 
 
+def _framework_values(mv: ModelVersion, now: dt.datetime) -> dict[str, Any]:
+    """The framework fields of a new instance of ``mv`` made at ``now`` (all but its id)."""
+    return {
+        "created_at": now,
+        "updated_at": now,
+        "version": mv.version,
+        "revision": 1,
+        "port_flow": [],
+        "compensation": None,
+    }
+
+
 def validation_failed(
     exc: ValidationError, what: str, secret: Sequence[str] = ()
 ) -> ValidationFailed:
@@ -402,17 +414,7 @@ class Repository:
                     for f in framework
                 ],
             )
-        now = now or self.now()
-        return {
-            **data,
-            "id": id,
-            "created_at": now,
-            "updated_at": now,
-            "version": mv.version,
-            "revision": 1,
-            "port_flow": [],
-            "compensation": None,
-        }
+        return {**data, "id": id, **_framework_values(mv, now or self.now())}
 
     def _new(self, mv: ModelVersion, data: dict[str, Any], id: str) -> Model:
         values = self._values(mv, data, id)
@@ -534,14 +536,7 @@ class Repository:
             # Some row is refused: row by row, for the first one's error.
             return [self._values(mv, row, id, now) for row, id in zip(rows, ids, strict=True)]
         # One port_flow list for every row: validation makes each instance its own.
-        framework = {
-            "created_at": now,
-            "updated_at": now,
-            "version": mv.version,
-            "revision": 1,
-            "port_flow": [],
-            "compensation": None,
-        }
+        framework = _framework_values(mv, now)
         return [{**row, "id": id, **framework} for row, id in zip(rows, ids, strict=True)]
 
     async def create_many(
