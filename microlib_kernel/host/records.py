@@ -37,13 +37,35 @@ from .bulk import list_adapter
 
 #: Types whose values are immutable and their own JSON-mode dump.
 _SELF_DUMPED = frozenset({str, int, float, bool, type(None)})
+#: Settings of ``model_config`` that change validation or the JSON schema only. Any other
+#: setting a model makes its own (``ser_json_timedelta``, ``json_encoders``,
+#: ``arbitrary_types_allowed``, ``extra``...) may change its dump: the full dump then.
+_INERT = frozenset({
+    "title", "json_schema_extra", "json_schema_mode_override", "str_strip_whitespace",
+    "str_to_lower", "str_to_upper", "str_min_length", "str_max_length", "frozen",
+    "validate_default", "validate_assignment", "revalidate_instances", "strict",
+    "populate_by_name", "validate_by_name", "validate_by_alias", "loc_by_alias",
+    "from_attributes", "protected_namespaces", "hide_input_in_errors", "defer_build",
+    "use_attribute_docstrings", "cache_strings", "regex_engine", "allow_inf_nan",
+    "validation_error_cause", "plugin_settings", "ignored_types",
+})  # fmt: skip
 
 
 class _Plan(typing.NamedTuple):
     """How to dump a model's instances: the fields to dump by type, the others checked."""
 
-    dumped: tuple[tuple[str, TypeAdapter[Any], TypeAdapter[Any]], ...]  # name, column, one
+    dumped: tuple[_Dumped, ...]
     checked: tuple[str, ...]  # fields said to hold their own dump (checked if validated)
+    fields: int  # how many: an instance's ``__dict__`` holds exactly these
+
+
+class _Dumped(typing.NamedTuple):
+    """A field dumped by the type of its values."""
+
+    name: str
+    column: TypeAdapter[Any]  # ``list[annotation]``
+    one: TypeAdapter[Any]  # ``annotation``
+    plain_list: bool  # a list of self-dumped items: an empty one dumps as ``[]``
 
 
 _plans: weakref.WeakKeyDictionary[type[Model], _Plan | None] = weakref.WeakKeyDictionary()
@@ -54,7 +76,11 @@ def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str,
     try:
         plan = _plans[cls]
     except KeyError:
-        plan = _plans[cls] = _plan(cls)
+        try:
+            plan = _plan(cls)
+        except Exception:  # a type pydantic makes no adapter for alone: the full dump
+            plan = None
+        _plans[cls] = plan
     with paused_gc(len(instances)):
         records = None if plan is None else _columnwise(plan, instances)
         if records is None:
@@ -68,10 +94,11 @@ def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]]
         kinds = set(map(type, map(attrgetter(name), instances)))
         if not kinds <= _SELF_DUMPED:
             return None
-    records: list[dict[str, Any]] = list(
-        map(methodcaller("copy"), map(attrgetter("__dict__"), instances))
-    )
-    for name, column_adapter, one_adapter in plan.dumped:
+    dicts = list(map(attrgetter("__dict__"), instances))
+    if set(map(len, dicts)) - {plan.fields}:
+        return None  # something beyond the fields (a cached_property's value)
+    records: list[dict[str, Any]] = list(map(methodcaller("copy"), dicts))
+    for name, column_adapter, one_adapter, plain_list in plan.dumped:
         column = list(map(itemgetter(name), records))
         first = column[0] if column else None
         if isinstance(first, dt.datetime) and all(map(is_, column, repeat(first))):
@@ -82,7 +109,8 @@ def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]]
                 record[name] = same
             continue
         if (
-            type(first) is list
+            plain_list
+            and type(first) is list
             and not first
             and set(map(type, column)) == {list}  # then == compares lists only
             and column.count([]) == len(column)
@@ -105,13 +133,15 @@ def _plan(cls: type[Model]) -> _Plan | None:
         decorators.field_serializers
         or decorators.model_serializers
         or cls.__pydantic_computed_fields__
-        or config.get("extra") == "allow"
-        or config.get("serialize_by_alias")
-        or config.get("use_enum_values")
+        or any(config.get(k) != Model.model_config.get(k) for k in config if k not in _INERT)
     ):
         return None
     validated = bool(
-        decorators.field_validators or decorators.model_validators or decorators.validators
+        decorators.field_validators
+        or decorators.model_validators
+        or decorators.validators
+        or decorators.root_validators
+        or cls.model_post_init is not Model.model_post_init
     )
     dumped, checked = [], []
     for name, info in cls.model_fields.items():
@@ -124,14 +154,24 @@ def _plan(cls: type[Model]) -> _Plan | None:
                 checked.append(name)
             continue
         annotation: Any = info.annotation
-        dumped.append((name, TypeAdapter(list[annotation]), TypeAdapter(annotation)))
-    return _Plan(tuple(dumped), tuple(checked))
+        column, one = TypeAdapter(list[annotation]), TypeAdapter(annotation)
+        dumped.append(_Dumped(name, column, one, _plain_list(annotation)))
+    return _Plan(tuple(dumped), tuple(checked), len(cls.model_fields))
 
 
 def _constraints_only(metadata: list[Any]) -> bool:
     """Whether a field's metadata only constrains values (``min_length=1``): no
     serializer or other type-changing annotation."""
     return all(type(m).__module__ == "annotated_types" for m in metadata)
+
+
+def _plain_list(annotation: Any) -> bool:
+    """Whether ``annotation`` is ``list[X]`` or ``list[X] | None`` of self-dumped items."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and _plain_list(args[0])
+    items = typing.get_args(annotation)
+    return typing.get_origin(annotation) is list and len(items) == 1 and _self_dumped(items[0])
 
 
 def _self_dumped(annotation: Any) -> bool:

@@ -535,9 +535,12 @@ class Repository:
         if set(map(type, rows)) - {dict} or not all(map(_FRAMEWORK.isdisjoint, rows)):
             # Some row is refused: row by row, for the first one's error.
             return [self._values(mv, row, id, now) for row, id in zip(rows, ids, strict=True)]
-        # One port_flow list for every row: validation makes each instance its own.
         framework = _framework_values(mv, now)
-        return [{**row, "id": id, **framework} for row, id in zip(rows, ids, strict=True)]
+        # A port_flow list per row: a "before" validator sees (and may change) it.
+        return [
+            {**row, "id": id, **framework, "port_flow": []}
+            for row, id in zip(rows, ids, strict=True)
+        ]
 
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]

@@ -14,6 +14,7 @@ import gc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -658,3 +659,20 @@ def test_each_version_and_query_has_its_own_cached_list(host: Host, api: httpx.C
     assert [n["label"] for n in latest.json()] == ["new"] * 3
     pinned = api.get(NOTES, params={"__order": "n"}, headers={"X-Microlib-Version": "1.0.0"})
     assert "label" not in pinned.json()[0]
+
+
+async def test_a_before_validator_sees_a_port_flow_of_its_own_row(host: Host) -> None:
+    from pydantic import model_validator
+
+    class Seen(Model, endpoint="seens"):
+        name: str
+
+        @model_validator(mode="before")
+        @classmethod
+        def note(cls, data: Any) -> Any:
+            data["port_flow"].append(f"seen:{data['name']}")
+            return data
+
+    host.publish(Seen)
+    made = await Seen.create_many([{"name": n} for n in "abc"])
+    assert [m.port_flow for m in made] == [["seen:a"], ["seen:b"], ["seen:c"]]
