@@ -13,9 +13,13 @@ once).
 That is exact only where the model's dump is the plain dump of its fields' types, so a
 model is taken this way only if it has no serializer of its own (``field_serializer``,
 ``model_serializer``, ``PlainSerializer`` and the like), no computed field, no excluded
-or aliased field and no extra fields. Validators may return another type than the one
-declared: for a model with validators, each column said to hold its own dump is checked
-to hold only such values. Anything else takes pydantic's full dump.
+or aliased field, and no ``model_config`` setting beyond those that only change
+validation or the JSON schema (``ser_json_timedelta``, ``json_encoders``, ``extra``,
+``arbitrary_types_allowed``... would change the dump or what an adapter can be built
+for). Validators (root validators and ``model_post_init`` included) may leave another
+type than the one declared: for a model with any, each column said to hold its own dump
+is checked to hold only such values. An instance whose ``__dict__`` holds more than its
+fields (a ``cached_property``) is not copied. Anything else takes pydantic's full dump.
 """
 
 from __future__ import annotations
