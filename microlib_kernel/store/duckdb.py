@@ -7,12 +7,13 @@ transaction. A write's future resolves only after that transaction commits (dura
 when acknowledged). If a group fails, its writes are retried one by one so a bad write
 fails alone. Schema changes (DDL) go through the same thread, in order with writes.
 
-A single write that finds the writer idle, nothing queued and no other write made in
-the same turn of its event loop is committed on the caller's thread instead (the
-"direct write"): the round trip to the writer thread and back costs ~0.1-0.2 ms, a
-tenth of a one-row commit. It holds the writer's lock, so writes never overlap, and it
-is skipped when the commit could start one of DuckDB's automatic checkpoints (the
-write-ahead log near ``checkpoint_threshold``): that would block the event loop.
+A single write is held until its event loop's turn ends. If no other write was made in
+that turn and the writer has nothing unfinished, it is committed on the caller's
+thread instead (the "direct write"): the round trip to the writer thread and back costs
+~0.1-0.2 ms, a tenth of a one-row commit. It holds the writer's lock, so writes never
+overlap. It is left to the writer when its commit could hold the event loop for long:
+near one of DuckDB's automatic checkpoints (the write-ahead log close to
+``checkpoint_threshold``), or for a row over ~64 KiB.
 
 Reads run on a small thread pool, each thread with its own cursor.
 """
@@ -232,9 +233,12 @@ class DuckDBStore(DataSource):
 
     # -- the writer ----------------------------------------------------------------------
 
-    def _submit(self, item: _Pending) -> asyncio.Future[Any]:
+    def _refuse_if_closed(self) -> None:
         if self._closed:
             raise DatasourceError(f"{self.describe()} is closed")
+
+    def _submit(self, item: _Pending) -> asyncio.Future[Any]:
+        self._refuse_if_closed()
         # Writes this loop holds for its turn were made first: they go first.
         with self._held_lock:
             held = self._held.pop(item.loop, None)
@@ -515,8 +519,7 @@ class DuckDBStore(DataSource):
         cur.execute(sql, [enc(record.get(c)) for c, enc in zip(cols, encoders, strict=True)])
 
     async def write(self, op: WriteOp) -> None:
-        if self._closed:
-            raise DatasourceError(f"{self.describe()} is closed")
+        self._refuse_if_closed()
         loop = asyncio.get_running_loop()
         item = _Pending(loop.create_future(), loop, op=op)
         self._hold(item)

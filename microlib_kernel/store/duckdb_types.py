@@ -77,7 +77,7 @@ def bound_as_is(t: ValueType) -> bool:
     Scalars and their text go in as bound; lists of strings or booleans as Python
     lists. Each ``CAST`` left out of a statement is DuckDB work saved per request: the
     nine framework and ``Item`` columns of the HTTP benchmark cost 12% fewer
-    instructions per ``INSERT`` without them (``bench/RESULTS.md``).
+    instructions per ``INSERT`` without them (``bench/write_path.py --instructions``).
     """
     if t.secret:
         return False
