@@ -30,13 +30,14 @@ import typing
 import weakref
 from collections.abc import Sequence
 from itertools import repeat
-from operator import attrgetter, is_, itemgetter, methodcaller
+from operator import attrgetter, is_, itemgetter
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
 from ..domain.model import Model
 from ..gc_pause import paused_gc
+from ..store.base import Repeated, records_of_columns
 from .bulk import list_adapter
 
 #: Types whose values are immutable and their own JSON-mode dump.
@@ -60,7 +61,7 @@ class _Plan(typing.NamedTuple):
 
     dumped: tuple[_Dumped, ...]
     checked: tuple[str, ...]  # fields said to hold their own dump (checked if validated)
-    fields: int  # how many: an instance's ``__dict__`` holds exactly these
+    names: tuple[str, ...]  # every field, in order: an instance's ``__dict__`` holds these
 
 
 class _Dumped(typing.NamedTuple):
@@ -77,6 +78,19 @@ _plans: weakref.WeakKeyDictionary[type[Model], _Plan | None] = weakref.WeakKeyDi
 
 def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str, Any]]:
     """``model_dump(mode="json")`` of every instance (all of ``cls``), at once."""
+    columns = dump_columns(cls, instances)
+    if columns is None:
+        with paused_gc(len(instances)):
+            return list_adapter(cls).dump_python(list(instances), mode="json")
+    with paused_gc(len(instances)):
+        return records_of_columns(columns)
+
+
+def dump_columns(cls: type[Model], instances: Sequence[Model]) -> dict[str, Sequence[Any]] | None:
+    """What :func:`dump_records` gives, by field: each field's values in the order of
+    ``instances`` (:class:`~microlib_kernel.store.base.Repeated` where every row holds
+    one instant). ``None`` where only pydantic's full dump is exact (see the module doc).
+    """
     try:
         plan = _plans[cls]
     except KeyError:
@@ -85,32 +99,32 @@ def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str,
         except Exception:  # a type pydantic makes no adapter for alone: the full dump
             plan = None
         _plans[cls] = plan
+    if plan is None:
+        return None
     with paused_gc(len(instances)):
-        records = None if plan is None else _columnwise(plan, instances)
-        if records is None:
-            records = list_adapter(cls).dump_python(list(instances), mode="json")
-    return records
+        return _columnwise(plan, instances)
 
 
-def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]] | None:
-    """The records by :class:`_Plan` (``None``: a value is not its own dump after all)."""
+def _columnwise(plan: _Plan, instances: Sequence[Model]) -> dict[str, Sequence[Any]] | None:
+    """The columns by :class:`_Plan` (``None``: a value is not its own dump after all)."""
     for name in plan.checked:
         kinds = set(map(type, map(attrgetter(name), instances)))
         if not kinds <= _SELF_DUMPED:
             return None
     dicts = list(map(attrgetter("__dict__"), instances))
-    if set(map(len, dicts)) - {plan.fields}:
+    if set(map(len, dicts)) - {len(plan.names)}:
         return None  # something beyond the fields (a cached_property's value)
-    records: list[dict[str, Any]] = list(map(methodcaller("copy"), dicts))
+    columns: dict[str, Sequence[Any]] = {
+        name: list(map(itemgetter(name), dicts)) for name in plan.names
+    }
+    count = len(instances)
     for name, column_adapter, one_adapter, plain_list in plan.dumped:
-        column = list(map(itemgetter(name), records))
+        column = columns[name]
         first = column[0] if column else None
         if isinstance(first, dt.datetime) and all(map(is_, column, repeat(first))):
             # One object in every row (a bulk create's timestamps: pydantic keeps the
             # datetime it is given): its dump is made once.
-            same = one_adapter.dump_python(first, mode="json")
-            for record in records:
-                record[name] = same
+            columns[name] = Repeated(one_adapter.dump_python(first, mode="json"), count)
             continue
         if (
             plain_list
@@ -120,13 +134,10 @@ def _columnwise(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]]
             and column.count([]) == len(column)
         ):
             # Empty lists in every row (a bulk create's port_flow): a new one each.
-            for record in records:
-                record[name] = []
+            columns[name] = [[] for _ in range(count)]
             continue
-        dumps = column_adapter.dump_python(column, mode="json")
-        for record, value in zip(records, dumps, strict=True):
-            record[name] = value
-    return records
+        columns[name] = column_adapter.dump_python(column, mode="json")
+    return columns
 
 
 def _plan(cls: type[Model]) -> _Plan | None:
@@ -160,7 +171,7 @@ def _plan(cls: type[Model]) -> _Plan | None:
         annotation: Any = info.annotation
         column, one = TypeAdapter(list[annotation]), TypeAdapter(annotation)
         dumped.append(_Dumped(name, column, one, _plain_list(annotation)))
-    return _Plan(tuple(dumped), tuple(checked), len(cls.model_fields))
+    return _Plan(tuple(dumped), tuple(checked), tuple(cls.model_fields))
 
 
 def _constraints_only(metadata: list[Any]) -> bool:

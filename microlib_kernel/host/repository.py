@@ -31,7 +31,7 @@ from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..domain.query import Query
 from ..errors import Conflict, NotFound, ValidationFailed, Vetoed
 from ..gc_pause import paused_gc
-from ..store.base import DataSource, FreshInserts, WriteOp
+from ..store.base import DataSource, FreshInserts, Repeated, WriteOp
 from ..store.cache import InstanceCache
 from .bulk import (
     share_fields_set,
@@ -40,7 +40,7 @@ from .bulk import (
     validate_json_rows,
     validate_many,
 )
-from .records import dump_records
+from .records import dump_columns
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
@@ -480,7 +480,7 @@ class Repository:
         made = [(n, o) for n, o in enumerate(outcomes) if isinstance(o, Model)]
         if len({type(o) for _, o in made}) == 1:
             # One serving version (the usual case): encode them all in one call.
-            records = self._encode_many(items[made[0][0]][0], [o for _, o in made])
+            records = self._fresh_inserts(items[made[0][0]][0], [o for _, o in made]).records
         else:
             records = [self._encode_new(o) for _, o in made]
         valid = [(n, o, r) for (n, o), r in zip(made, records, strict=True)]
@@ -564,8 +564,7 @@ class Repository:
                     self._new(mv, row, value["id"]) for row, value in zip(rows, values, strict=True)
                 ]
             del values
-            records = self._encode_many(mv, instances)
-            ops = FreshInserts(self.table, [i.id for i in instances], records)
+            ops = self._fresh_inserts(mv, instances)
         await self.store.write_many(ops)
         with paused_gc(len(rows)):
             if self.cache.size:
@@ -585,23 +584,26 @@ class Repository:
                 ),
             )
             if self._listeners:
-                for instance, record in zip(instances, records, strict=True):
+                for instance, record in zip(instances, ops.records, strict=True):
                     self._changed(instance.id, record)
         return instances
 
-    def _encode_many(
-        self, mv: ModelVersion, instances: builtins.list[Model]
-    ) -> builtins.list[dict[str, Any]]:
-        """The records of new instances (:meth:`_encode_new` of each, in bulk when plain)."""
-        if not self.codec.plain(mv.cls):
-            return [self._encode_new(i) for i in instances]
-        records = dump_records(mv.cls, instances)
-        if self.defaults:
-            for record in records:
+    def _fresh_inserts(self, mv: ModelVersion, instances: builtins.list[Model]) -> FreshInserts:
+        """The writes of new instances (:meth:`_encode_new` of each; by column when plain)."""
+        if self.codec.plain(mv.cls):
+            columns = dump_columns(mv.cls, instances)
+            if columns is not None:
+                count = len(instances)
                 for name, value in self.defaults.items():
-                    if name not in record:
-                        record[name] = copy.deepcopy(value)
-        return records
+                    if name not in columns:  # a column of another version: its default
+                        columns[name] = (
+                            Repeated(value, count)
+                            if type(value) in (str, int, float, bool)
+                            else [copy.deepcopy(value) for _ in range(count)]
+                        )
+                return FreshInserts.of_columns(self.table, columns)
+        ids = [i.id for i in instances]
+        return FreshInserts(self.table, ids, [self._encode_new(i) for i in instances])
 
     async def update(
         self,

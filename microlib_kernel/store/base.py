@@ -105,25 +105,90 @@ class WriteOp:
     expect_revision: int | None = None
 
 
+class Repeated(Sequence[Any]):
+    """One immutable value ``count`` times: a column of a bulk write whose rows all
+    hold it (a ``create_many``'s ``created_at``, ``version``...). A store may write it
+    once for all rows; as a sequence it is that value at every index."""
+
+    __slots__ = ("length", "value")
+
+    def __init__(self, value: Any, count: int) -> None:
+        if isinstance(value, (list, dict, set)):
+            raise TypeError("a repeated value must be immutable (each row owns its lists)")
+        self.value, self.length = value, count
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self.value] * len(range(*index.indices(self.length)))
+        range(self.length)[index]  # IndexError as a list gives it
+        return self.value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([self.value] * self.length)
+
+    def __repr__(self) -> str:
+        return f"Repeated({self.value!r}, {self.length})"
+
+
+def records_of_columns(columns: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """One record per row of ``columns`` (values by field, all of one length)."""
+    names = tuple(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 class FreshInserts(Sequence[WriteOp]):
     """New records (``expect_revision=0``) of one table with distinct ids: a
     ``create_many``'s writes.
 
     Any store takes them as a sequence of :class:`WriteOp`, each made when it is read.
-    The DuckDB writer reads :attr:`records` instead: it makes no op per row (~0.05 s
-    per 100,000) and groups the records by fields only, without first folding the
-    writes of one id together (0.035 s against 0.13 s).
+    The DuckDB writer reads :attr:`columns` (or :attr:`records`) instead: it makes no op
+    per row (~0.05 s per 100,000) and groups the records by fields only, without first
+    folding the writes of one id together (0.035 s against 0.13 s).
+
+    Made from columns (:meth:`of_columns`), every row has the same fields and no record
+    dict is made unless a store reads :attr:`records` or an op: the DuckDB writer hands
+    the columns to DuckDB as they are (about 0.15 s less per 100,000 rows than making
+    the records, then taking them apart again).
     """
 
-    __slots__ = ("ids", "records", "table")
+    __slots__ = ("_records", "columns", "ids", "table")
 
     def __init__(self, table: str, ids: Sequence[str], records: Sequence[dict[str, Any]]) -> None:
         if len(ids) != len(records):
             raise ValueError(f"{len(ids)} ids for {len(records)} records")
-        self.table, self.ids, self.records = table, ids, records
+        self.table, self.ids = table, ids
+        self._records: Sequence[dict[str, Any]] | None = records
+        #: The rows' values by field (every row has every field), or ``None``.
+        self.columns: dict[str, Sequence[Any]] | None = None
+
+    @classmethod
+    def of_columns(cls, table: str, columns: dict[str, Sequence[Any]]) -> FreshInserts:
+        """Writes of the rows whose values by field are ``columns`` (``"id"`` among them)."""
+        ids = columns["id"]
+        if any(len(values) != len(ids) for values in columns.values()):
+            raise ValueError("the columns of fresh inserts must all have one length")
+        inserts = cls.__new__(cls)
+        inserts.table, inserts.ids, inserts.columns = table, ids, columns
+        inserts._records = None
+        return inserts
+
+    @property
+    def records(self) -> Sequence[dict[str, Any]]:
+        """One record per row (made from :attr:`columns` on first use)."""
+        if self._records is None:
+            assert self.columns is not None
+            self._records = records_of_columns(self.columns)
+        return self._records
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.ids)
 
     @overload
     def __getitem__(self, index: int) -> WriteOp: ...

@@ -41,6 +41,7 @@ from .duckdb_bulk import (
     JSON_BATCH_ROWS,
     arrow,
     arrow_insert,
+    arrow_insert_columns,
     json_array_bytes,
     json_array_sql,
     json_row_expr,
@@ -423,6 +424,11 @@ class DuckDBStore(DataSource):
     def _apply(self, cur: Any, ops: Sequence[WriteOp]) -> None:
         Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
         tables: dict[str, tuple[list[str], Groups]] = {}
+        if isinstance(ops, FreshInserts) and ops.columns is not None:
+            self._insert_columns(cur, ops.table, ops.columns, ops)  # one statement
+            self._bump(ops.table)
+            self.commits += 1
+            return
         if isinstance(ops, FreshInserts):  # new records of one table, distinct ids
             groups: Groups = {}
             for record in ops.records:
@@ -500,6 +506,19 @@ class DuckDBStore(DataSource):
             enc = encoder(types[c])
             params.append([enc(r.get(c)) for r in records])
         cur.execute(sql, params)
+
+    def _insert_columns(
+        self, cur: Any, table: str, columns: dict[str, Sequence[Any]], inserts: FreshInserts
+    ) -> None:
+        """New rows given by column (every row has every field): straight into DuckDB,
+        no record per row, when pyarrow is there and the rows are many."""
+        types = self._types.get(table)
+        if types is None:
+            raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
+        known = {c: values for c, values in columns.items() if c in types}
+        if len(inserts) >= ARROW_MIN_ROWS and arrow_insert_columns(cur, table, types, known):
+            return
+        self._upsert(cur, table, tuple(columns), list(inserts.records), insert_only=True)
 
     def _insert_row(
         self,

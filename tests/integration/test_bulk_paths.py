@@ -26,7 +26,7 @@ from microlib_kernel.gc_pause import paused_gc
 from microlib_kernel.host.bulk import share_fields_sets
 from microlib_kernel.host.repository import Repository
 from microlib_kernel.store import duckdb_bulk
-from microlib_kernel.store.base import FreshInserts, WriteOp
+from microlib_kernel.store.base import FreshInserts, Repeated, WriteOp
 from microlib_kernel.store.duckdb import DuckDBStore
 
 pytestmark = pytest.mark.anyio
@@ -676,3 +676,56 @@ async def test_a_before_validator_sees_a_port_flow_of_its_own_row(host: Host) ->
     host.publish(Seen)
     made = await Seen.create_many([{"name": n} for n in "abc"])
     assert [m.port_flow for m in made] == [["seen:a"], ["seen:b"], ["seen:c"]]
+
+
+async def test_a_column_of_one_value_in_every_row_is_stored_exactly(host: Host) -> None:
+    # The Arrow insert binds such a column once, as a parameter: every kind of value,
+    # None included, must read back as each row's own dump.
+    Wide = make_wide()
+    host.publish(Wide)
+    repo = host.repository("wides")
+    mv = host.registry.get("Wide").pick()
+    base = wide_row(5)  # a value in every field
+    for data in ([{**base, "name": f"n{i}"} for i in range(300)],
+                 [{"name": f"m{i}"} for i in range(300)]):  # fmt: skip
+        made = await Wide.create_many(data)
+        stored = {r["id"]: r for r in await repo.store.query("wides", Query())}
+        for m in made:
+            assert repo.materialize(mv, stored[m.id]).model_dump() == m.model_dump()
+    # A constant beyond BIGINT is refused as a varying one is, and nothing is written.
+    with pytest.raises(ValidationFailed, match="cannot store"):
+        await Wide.create_many([{**base, "name": f"b{i}", "qty": 2**70} for i in range(300)])
+    assert await Wide.count() == 600
+
+
+def test_one_value_is_one_object_or_equal_text_never_python_equality() -> None:
+    one = duckdb_bulk._one_value
+    varies = duckdb_bulk._VARIES
+    assert one(["a", "a", "a"]) == "a" and one([None] * 3) is None and one([[], [], []]) == []
+    assert one([1, True, 1]) is varies and one([1.0, 1, 1.0]) is varies  # 1 == 1.0 == True
+    assert one([[], (), []]) is varies and one(["a", "b", "a"]) is varies
+    big = int("9" * 30)
+    assert one([big, big]) == big and one([big, int("9" * 30)]) is varies  # equal, not one
+    assert one([]) is varies and one(Repeated(5, 2)) == 5
+
+
+@pytest.mark.parametrize("rows", [10, 300])  # records, then columns into Arrow
+async def test_create_many_fills_the_columns_of_other_versions_with_their_defaults(
+    host: Host, rows: int
+) -> None:
+    class Note(Model, endpoint="notes"):
+        text: str = ""
+        legacy: str = "kept"
+        labels: list[str] = Field(default_factory=lambda: ["a"])
+        weights: dict[str, int] = Field(default={"w": 1})
+
+    host.publish(Note)
+
+    class Note(Model, endpoint="notes"):  # type: ignore[no-redef]
+        text: str = ""
+
+    host.publish(Note)
+    made = await Note.create_many([{"text": f"t{i}"} for i in range(rows)])
+    got = host.sql("SELECT id, legacy, weights FROM notes").rows
+    assert {r[0] for r in got} == {m.id for m in made}
+    assert {(r[1], r[2]) for r in got} == {("kept", '{"w":1}')}

@@ -28,6 +28,16 @@ def test_ids_made_in_bulk_look_like_single_ids() -> None:
     assert new_ids(0) == [] and len(new_ids(1)) == 1
 
 
+def test_ids_made_in_bulk_follow_one_another_in_order() -> None:
+    ids = new_ids(1_000)
+    assert ids == sorted(ids)
+    numbers = [int(i, 16) for i in ids]
+    assert numbers == list(range(numbers[0], numbers[0] + 1_000))
+    # Two calls draw their own first id: their runs do not meet.
+    other = new_ids(1_000)
+    assert not set(ids) & set(other)
+
+
 @pytest.mark.parametrize(
     "bad", ["", "a/b", "..", "a..b", "../etc", ".hidden", "x" * 201, "a b", 5, None]
 )

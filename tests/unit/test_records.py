@@ -22,6 +22,7 @@ from microlib_kernel import Model
 from microlib_kernel.host import records
 from microlib_kernel.host.bulk import list_adapter
 from microlib_kernel.host.records import dump_records
+from microlib_kernel.store.base import FreshInserts, Repeated, WriteOp, records_of_columns
 
 
 class Colour(enum.Enum):
@@ -239,3 +240,29 @@ def test_values_beyond_the_fields_in_an_instance_dict_are_not_records() -> None:
             self.shout  # noqa: B018 (fills the cached property)
 
     _same_as_pydantic(Cached, [{**BASE, "id": f"{i:032x}", "name": "x"} for i in range(3)])
+
+
+def test_columns_are_the_records_by_field() -> None:
+    instances = list_adapter(Every).validate_python(rows(12))
+    columns = records.dump_columns(Every, instances)
+    assert columns is not None and list(columns) == list(Every.model_fields)
+    assert records_of_columns(columns) == dumped(Every, instances)
+    # One instant in every row: one text, repeated.
+    created = columns["created_at"]
+    assert isinstance(created, Repeated) and created.value == "2026-12-07T14:00:00.123456Z"
+    fresh = FreshInserts.of_columns("everys", columns)
+    assert fresh.ids == [i.id for i in instances] and len(fresh) == 12
+    assert fresh[3] == WriteOp("upsert", "everys", instances[3].id, dumped(Every, instances)[3], 0)
+    assert fresh.records is fresh.records  # made once, on first use
+    with pytest.raises(ValueError, match="one length"):
+        FreshInserts.of_columns("everys", {"id": ["a", "b"], "name": ["x"]})
+
+
+def test_a_repeated_value_is_that_value_at_every_index() -> None:
+    column = Repeated("x", 3)
+    assert list(column) == ["x", "x", "x"] == column[:] and column[-1] == "x"
+    assert column[1:] == ["x", "x"] and len(column) == 3 and column.count("x") == 3
+    with pytest.raises(IndexError):
+        column[3]
+    with pytest.raises(TypeError, match="immutable"):
+        Repeated([], 2)  # each row owns its lists
