@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..domain.model import Model
+from ..domain.model import FRAMEWORK_FIELDS, Model
 from ..gc_pause import paused_gc
+from ..store.base import Repeated
 
 _adapters: weakref.WeakKeyDictionary[type[Model], TypeAdapter[list[Any]]] = (
     weakref.WeakKeyDictionary()
@@ -38,6 +39,89 @@ def validate_many(cls: type[Model], values: Sequence[dict[str, Any]]) -> list[Mo
     with paused_gc(len(values)):
         instances: list[Model] = list_adapter(cls).validate_python(values)
     return instances
+
+
+# Settings of ``model_config`` that change nothing in how the framework's values (an id,
+# an aware datetime, a version string, 1, [], None) validate. The ``str_*`` settings and
+# ``strict`` could; so could anything not named here.
+_FRAMEWORK_NEUTRAL = frozenset({
+    "title", "json_schema_extra", "json_schema_mode_override", "frozen", "validate_default",
+    "validate_assignment", "revalidate_instances", "populate_by_name", "validate_by_name",
+    "validate_by_alias", "loc_by_alias", "from_attributes", "protected_namespaces",
+    "hide_input_in_errors", "defer_build", "use_attribute_docstrings", "cache_strings",
+    "regex_engine", "allow_inf_nan", "validation_error_cause", "plugin_settings",
+    "ignored_types",
+})  # fmt: skip
+_exact: weakref.WeakKeyDictionary[type[Model], bool] = weakref.WeakKeyDictionary()
+
+
+def framework_set_after(cls: type[Model]) -> bool:
+    """Whether :func:`validate_fresh` may validate ``cls``'s rows alone and set the
+    framework's values afterwards: no validator of any kind sees them, the framework
+    fields are ``Model``'s own, and no setting changes how their values validate."""
+    exact = _exact.get(cls)
+    if exact is None:
+        decorators = cls.__pydantic_decorators__
+        config = cls.model_config
+        exact = _exact[cls] = not (
+            decorators.field_validators
+            or decorators.model_validators
+            or decorators.validators
+            or decorators.root_validators
+            or cls.model_post_init is not Model.model_post_init
+            or any(
+                config.get(k) != Model.model_config.get(k)
+                for k in config
+                if k not in _FRAMEWORK_NEUTRAL
+            )
+            or any(
+                repr(cls.model_fields[name]) != repr(Model.model_fields[name])
+                for name in FRAMEWORK_FIELDS
+            )
+        )
+    return exact
+
+
+def validate_fresh(
+    cls: type[Model],
+    rows: Sequence[dict[str, Any]],
+    ids: Sequence[str],
+    framework: dict[str, Any],
+) -> tuple[list[Model], dict[str, Sequence[Any]]]:
+    """New instances: what :func:`validate_many` gives for each row with its id and the
+    ``framework`` values added (``port_flow`` a new empty list per row); and the
+    columns of values it set itself (``{}``: none), which the caller need not read
+    back from the instances.
+
+    Where :func:`framework_set_after` allows it, the rows are validated as they are
+    and the framework's values set in each instance afterwards: pydantic would return
+    those very values (an aware datetime, strings, ``1``, ``None``), and validating
+    seven more keys per row cost ~40% more (0.205 against 0.146 s per 100,000 rows,
+    with 0.05 s more to make the merged dicts). The rows must be dicts without
+    framework keys (the repository checks).
+
+    Raises:
+        pydantic.ValidationError: some row is invalid.
+    """
+    if not framework_set_after(cls):
+        pairs = zip(rows, ids, strict=True)
+        values = [{**row, "id": id, **framework, "port_flow": []} for row, id in pairs]
+        return validate_many(cls, values), {}
+    names = set(FRAMEWORK_FIELDS)
+    with paused_gc(len(rows)):
+        instances = validate_many(cls, rows)
+        for instance, id in zip(instances, ids, strict=True):
+            own = instance.__dict__
+            own.update(framework)  # every key is there (a default): the order stays
+            own["id"] = id
+            own["port_flow"] = []
+            instance.__pydantic_fields_set__.update(names)
+    count = len(instances)
+    known: dict[str, Sequence[Any]] = {"id": ids}
+    for name, value in framework.items():
+        if name != "port_flow":  # each row has its own list
+            known[name] = Repeated(value, count)
+    return instances, known
 
 
 def validate_json_rows(cls: type[Model], rows: Sequence[str]) -> list[Model] | None:

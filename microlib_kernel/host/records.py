@@ -86,10 +86,18 @@ def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str,
         return records_of_columns(columns)
 
 
-def dump_columns(cls: type[Model], instances: Sequence[Model]) -> dict[str, Sequence[Any]] | None:
+def dump_columns(
+    cls: type[Model],
+    instances: Sequence[Model],
+    known: dict[str, Sequence[Any]] | None = None,
+) -> dict[str, Sequence[Any]] | None:
     """What :func:`dump_records` gives, by field: each field's values in the order of
     ``instances`` (:class:`~microlib_kernel.store.base.Repeated` where every row holds
     one instant). ``None`` where only pydantic's full dump is exact (see the module doc).
+
+    ``known`` holds columns of the instances' own values that the caller knows already
+    (a bulk create's ids and framework values): they are not read back from each
+    instance, and are dumped as any other column of their type.
     """
     try:
         plan = _plans[cls]
@@ -102,10 +110,12 @@ def dump_columns(cls: type[Model], instances: Sequence[Model]) -> dict[str, Sequ
     if plan is None:
         return None
     with paused_gc(len(instances)):
-        return _columnwise(plan, instances)
+        return _columnwise(plan, instances, known or {})
 
 
-def _columnwise(plan: _Plan, instances: Sequence[Model]) -> dict[str, Sequence[Any]] | None:
+def _columnwise(
+    plan: _Plan, instances: Sequence[Model], known: dict[str, Sequence[Any]]
+) -> dict[str, Sequence[Any]] | None:
     """The columns by :class:`_Plan` (``None``: a value is not its own dump after all)."""
     for name in plan.checked:
         kinds = set(map(type, map(attrgetter(name), instances)))
@@ -115,13 +125,16 @@ def _columnwise(plan: _Plan, instances: Sequence[Model]) -> dict[str, Sequence[A
     if set(map(len, dicts)) - {len(plan.names)}:
         return None  # something beyond the fields (a cached_property's value)
     columns: dict[str, Sequence[Any]] = {
-        name: list(map(itemgetter(name), dicts)) for name in plan.names
+        name: known[name] if name in known else list(map(itemgetter(name), dicts))
+        for name in plan.names
     }
     count = len(instances)
     for name, column_adapter, one_adapter, plain_list in plan.dumped:
         column = columns[name]
         first = column[0] if column else None
-        if isinstance(first, dt.datetime) and all(map(is_, column, repeat(first))):
+        if isinstance(column, Repeated) or (
+            isinstance(first, dt.datetime) and all(map(is_, column, repeat(first)))
+        ):
             # One object in every row (a bulk create's timestamps: pydantic keeps the
             # datetime it is given): its dump is made once.
             columns[name] = Repeated(one_adapter.dump_python(first, mode="json"), count)

@@ -36,6 +36,7 @@ from ..store.cache import InstanceCache
 from .bulk import (
     share_fields_set,
     share_fields_sets,
+    validate_fresh,
     validate_json_array,
     validate_json_rows,
     validate_many,
@@ -527,20 +528,14 @@ class Repository:
                 outcomes[n] = exc
         return outcomes
 
-    def _values_many(
-        self, mv: ModelVersion, rows: Sequence[dict[str, Any]], now: dt.datetime
-    ) -> builtins.list[dict[str, Any]]:
-        """:meth:`_values` of each row, new ids, one instant: the checks made per call."""
-        ids = new_ids(len(rows))
+    def _checked_rows(
+        self, mv: ModelVersion, rows: Sequence[dict[str, Any]], ids: Sequence[str]
+    ) -> None:
+        """Refuse the first row that is not a dict or sets a framework field, as a
+        create would (the checks are made once per call when every row passes)."""
         if set(map(type, rows)) - {dict} or not all(map(_FRAMEWORK.isdisjoint, rows)):
-            # Some row is refused: row by row, for the first one's error.
-            return [self._values(mv, row, id, now) for row, id in zip(rows, ids, strict=True)]
-        framework = _framework_values(mv, now)
-        # A port_flow list per row: a "before" validator sees (and may change) it.
-        return [
-            {**row, "id": id, **framework, "port_flow": []}
-            for row, id in zip(rows, ids, strict=True)
-        ]
+            for row, id in zip(rows, ids, strict=True):
+                self._values(mv, row, id)
 
     async def create_many(
         self, mv: ModelVersion, rows: Sequence[dict[str, Any]]
@@ -555,16 +550,14 @@ class Repository:
         # per-row dicts, ids and write records would trigger young collections that
         # free nothing (gc_pause.py).
         with paused_gc(len(rows)):
-            values = self._values_many(mv, rows, now)
+            ids = new_ids(len(rows))
+            self._checked_rows(mv, rows, ids)
             try:
-                instances = validate_many(mv.cls, values)
+                instances, known = validate_fresh(mv.cls, rows, ids, _framework_values(mv, now))
             except ValidationError:
                 # Row by row, for the first invalid row's error exactly as a create gives.
-                instances = [
-                    self._new(mv, row, value["id"]) for row, value in zip(rows, values, strict=True)
-                ]
-            del values
-            ops = self._fresh_inserts(mv, instances)
+                instances = [self._new(mv, row, id) for row, id in zip(rows, ids, strict=True)]
+            ops = self._fresh_inserts(mv, instances, known)
         await self.store.write_many(ops)
         with paused_gc(len(rows)):
             if self.cache.size:
@@ -588,10 +581,16 @@ class Repository:
                     self._changed(instance.id, record)
         return instances
 
-    def _fresh_inserts(self, mv: ModelVersion, instances: builtins.list[Model]) -> FreshInserts:
-        """The writes of new instances (:meth:`_encode_new` of each; by column when plain)."""
+    def _fresh_inserts(
+        self,
+        mv: ModelVersion,
+        instances: builtins.list[Model],
+        known: dict[str, Sequence[Any]] | None = None,
+    ) -> FreshInserts:
+        """The writes of new instances (:meth:`_encode_new` of each; by column when plain,
+        ``known`` columns taken as the instances' values)."""
         if self.codec.plain(mv.cls):
-            columns = dump_columns(mv.cls, instances)
+            columns = dump_columns(mv.cls, instances, known)
             if columns is not None:
                 count = len(instances)
                 for name, value in self.defaults.items():
