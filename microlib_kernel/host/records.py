@@ -20,6 +20,9 @@ for). Validators (root validators and ``model_post_init`` included) may leave an
 type than the one declared: for a model with any, each column said to hold its own dump
 is checked to hold only such values. An instance whose ``__dict__`` holds more than its
 fields (a ``cached_property``) is not copied. Anything else takes pydantic's full dump.
+
+:func:`dump_columns` gives the same values by field, for a store that takes a bulk
+write's columns as they are (DuckDB's Arrow insert): no record per row is made at all.
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ import typing
 import weakref
 from collections.abc import Sequence
 from itertools import repeat
-from operator import attrgetter, is_, itemgetter
+from operator import attrgetter, is_, itemgetter, methodcaller
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
 from ..domain.model import Model
 from ..gc_pause import paused_gc
-from ..store.base import Repeated, records_of_columns
+from ..store.base import Repeated
 from .bulk import list_adapter
 
 #: Types whose values are immutable and their own JSON-mode dump.
@@ -78,12 +81,23 @@ _plans: weakref.WeakKeyDictionary[type[Model], _Plan | None] = weakref.WeakKeyDi
 
 def dump_records(cls: type[Model], instances: Sequence[Model]) -> list[dict[str, Any]]:
     """``model_dump(mode="json")`` of every instance (all of ``cls``), at once."""
-    columns = dump_columns(cls, instances)
-    if columns is None:
-        with paused_gc(len(instances)):
-            return list_adapter(cls).dump_python(list(instances), mode="json")
+    plan = _plan_of(cls)
     with paused_gc(len(instances)):
-        return records_of_columns(columns)
+        dicts = None if plan is None else _own_dicts(plan, instances)
+        if plan is None or dicts is None:
+            return list_adapter(cls).dump_python(list(instances), mode="json")
+        # A copy of each instance's own values (~0.06 s per 100,000), then the dumps of
+        # the other fields set in: cheaper than a dict made anew from the columns.
+        records: list[dict[str, Any]] = list(map(methodcaller("copy"), dicts))
+        for name, column in _dumped_columns(plan, dicts, {}).items():
+            if isinstance(column, Repeated):
+                value = column.value
+                for record in records:
+                    record[name] = value
+            else:
+                for record, value in zip(records, column, strict=True):
+                    record[name] = value
+    return records
 
 
 def dump_columns(
@@ -99,24 +113,37 @@ def dump_columns(
     (a bulk create's ids and framework values): they are not read back from each
     instance, and are dumped as any other column of their type.
     """
+    plan = _plan_of(cls)
+    if plan is None:
+        return None
+    known = known or {}
+    with paused_gc(len(instances)):
+        dicts = _own_dicts(plan, instances)
+        if dicts is None:
+            return None
+        columns: dict[str, Sequence[Any]] = {
+            name: known[name] if name in known else list(map(itemgetter(name), dicts))
+            for name in plan.names
+        }
+        columns.update(_dumped_columns(plan, dicts, columns))
+    return columns
+
+
+def _plan_of(cls: type[Model]) -> _Plan | None:
     try:
-        plan = _plans[cls]
+        return _plans[cls]
     except KeyError:
         try:
             plan = _plan(cls)
         except Exception:  # a type pydantic makes no adapter for alone: the full dump
             plan = None
         _plans[cls] = plan
-    if plan is None:
-        return None
-    with paused_gc(len(instances)):
-        return _columnwise(plan, instances, known or {})
+        return plan
 
 
-def _columnwise(
-    plan: _Plan, instances: Sequence[Model], known: dict[str, Sequence[Any]]
-) -> dict[str, Sequence[Any]] | None:
-    """The columns by :class:`_Plan` (``None``: a value is not its own dump after all)."""
+def _own_dicts(plan: _Plan, instances: Sequence[Model]) -> list[dict[str, Any]] | None:
+    """Each instance's ``__dict__`` (``None``: some value is not what :class:`_Plan`
+    takes it for, and only pydantic's full dump is exact)."""
     for name in plan.checked:
         kinds = set(map(type, map(attrgetter(name), instances)))
         if not kinds <= _SELF_DUMPED:
@@ -124,22 +151,26 @@ def _columnwise(
     dicts = list(map(attrgetter("__dict__"), instances))
     if set(map(len, dicts)) - {len(plan.names)}:
         return None  # something beyond the fields (a cached_property's value)
-    columns: dict[str, Sequence[Any]] = {
-        name: known[name] if name in known else list(map(itemgetter(name), dicts))
-        for name in plan.names
-    }
-    count = len(instances)
+    return dicts
+
+
+def _dumped_columns(
+    plan: _Plan, dicts: list[dict[str, Any]], known: dict[str, Sequence[Any]]
+) -> dict[str, Sequence[Any]]:
+    """The JSON-mode dumps of the fields that are not their own dump, by field (values
+    read from ``known`` when it has their column, else from ``dicts``)."""
+    count = len(dicts)
+    out: dict[str, Sequence[Any]] = {}
     for name, column_adapter, one_adapter, plain_list in plan.dumped:
-        column = columns[name]
+        column = known[name] if name in known else list(map(itemgetter(name), dicts))
         first = column[0] if column else None
         if isinstance(column, Repeated) or (
             isinstance(first, dt.datetime) and all(map(is_, column, repeat(first)))
         ):
             # One object in every row (a bulk create's timestamps: pydantic keeps the
             # datetime it is given): its dump is made once.
-            columns[name] = Repeated(one_adapter.dump_python(first, mode="json"), count)
-            continue
-        if (
+            out[name] = Repeated(one_adapter.dump_python(first, mode="json"), count)
+        elif (
             plain_list
             and type(first) is list
             and not first
@@ -147,10 +178,10 @@ def _columnwise(
             and column.count([]) == len(column)
         ):
             # Empty lists in every row (a bulk create's port_flow): a new one each.
-            columns[name] = [[] for _ in range(count)]
-            continue
-        columns[name] = column_adapter.dump_python(column, mode="json")
-    return columns
+            out[name] = [[] for _ in range(count)]
+        else:
+            out[name] = column_adapter.dump_python(column, mode="json")
+    return out
 
 
 def _plan(cls: type[Model]) -> _Plan | None:

@@ -41,7 +41,7 @@ from .bulk import (
     validate_json_rows,
     validate_many,
 )
-from .records import dump_columns
+from .records import dump_columns, dump_records
 
 if TYPE_CHECKING:
     from .registry import ModelVersion
@@ -557,7 +557,8 @@ class Repository:
             except ValidationError:
                 # Row by row, for the first invalid row's error exactly as a create gives.
                 instances = [self._new(mv, row, id) for row, id in zip(rows, ids, strict=True)]
-            ops = self._fresh_inserts(mv, instances, known)
+                known = {}
+            ops = self._fresh_inserts(mv, instances, known, by_column=True)
         await self.store.write_many(ops)
         with paused_gc(len(rows)):
             if self.cache.size:
@@ -586,13 +587,18 @@ class Repository:
         mv: ModelVersion,
         instances: builtins.list[Model],
         known: dict[str, Sequence[Any]] | None = None,
+        by_column: bool = False,
     ) -> FreshInserts:
-        """The writes of new instances (:meth:`_encode_new` of each; by column when plain,
-        ``known`` columns taken as the instances' values)."""
-        if self.codec.plain(mv.cls):
+        """The writes of new instances: :meth:`_encode_new` of each, in bulk when plain;
+        ``by_column``, as columns (``known`` ones taken as the instances' values) when
+        the store reads them and no listener needs the records."""
+        if not self.codec.plain(mv.cls):
+            ids = [i.id for i in instances]
+            return FreshInserts(self.table, ids, [self._encode_new(i) for i in instances])
+        count = len(instances)
+        if by_column and self.store.reads_columns and not self._listeners:
             columns = dump_columns(mv.cls, instances, known)
             if columns is not None:
-                count = len(instances)
                 for name, value in self.defaults.items():
                     if name not in columns:  # a column of another version: its default
                         columns[name] = (
@@ -601,8 +607,13 @@ class Repository:
                             else [copy.deepcopy(value) for _ in range(count)]
                         )
                 return FreshInserts.of_columns(self.table, columns)
-        ids = [i.id for i in instances]
-        return FreshInserts(self.table, ids, [self._encode_new(i) for i in instances])
+        records = dump_records(mv.cls, instances)
+        if self.defaults:
+            for record in records:
+                for name, value in self.defaults.items():
+                    if name not in record:
+                        record[name] = copy.deepcopy(value)
+        return FreshInserts(self.table, [i.id for i in instances], records)
 
     async def update(
         self,

@@ -260,6 +260,10 @@ class DataSource(abc.ABC):
     counts_changes: ClassVar[bool] = False
     #: What this store does beyond the contract (names from :data:`CAPABILITIES`).
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Whether :meth:`write_many` reads :attr:`FreshInserts.columns` when they are
+    #: given (then a bulk create makes no record per row); a store that reads records
+    #: gets them made up front, which is cheaper than from columns.
+    reads_columns: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -104,6 +104,7 @@ class DuckDBStore(DataSource):
     counts_changes = True
     # Single-writer: the repository checks revisions, so this store does not.
     capabilities = frozenset({"durable", "sql"})
+    reads_columns = True
 
     def __init__(self, url: str, path: Path | None, *, commit_batch: int = 5000) -> None:
         super().__init__(url)
@@ -482,12 +483,13 @@ class DuckDBStore(DataSource):
         columns: tuple[str, ...],
         records: list[dict[str, Any]],
         insert_only: bool = False,
+        arrow_tried: bool = False,
     ) -> None:
         types = self._types.get(table)
         if types is None:
             raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
         cols = [c for c in columns if c in types]
-        bulk = insert_only and len(records) >= ARROW_MIN_ROWS
+        bulk = insert_only and len(records) >= ARROW_MIN_ROWS and not arrow_tried
         if bulk and arrow_insert(cur, table, cols, types, records):
             return
         if insert_only and len(records) == 1:
@@ -516,9 +518,11 @@ class DuckDBStore(DataSource):
         if types is None:
             raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
         known = {c: values for c, values in columns.items() if c in types}
-        if len(inserts) >= ARROW_MIN_ROWS and arrow_insert_columns(cur, table, types, known):
+        tried = len(inserts) >= ARROW_MIN_ROWS
+        if tried and arrow_insert_columns(cur, table, types, known):
             return
-        self._upsert(cur, table, tuple(columns), list(inserts.records), insert_only=True)
+        records = list(inserts.records)
+        self._upsert(cur, table, tuple(columns), records, insert_only=True, arrow_tried=tried)
 
     def _insert_row(
         self,
