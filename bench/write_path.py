@@ -14,7 +14,13 @@ Two measurements, each side by side with its baseline in the same run:
   it stored before 2026-12-07. Each form runs 100 and 400 inserts into an in-memory
   database; the difference over 300 is the cost per row.
 
-Run: ``.venv/bin/python bench/write_path.py [--rounds 12] [--instructions]``.
+* ``--optimizer``: the host's one-row ``INSERT`` into a DuckDB file, 1,500 in a row, on
+  a cursor with DuckDB's optimizer on (the default, as the naive app runs it), with it
+  off, and with it off and the statement parsed once (as the host runs a create
+  alone), in turn in each round; and, with ``--instructions``, the same three counted
+  by callgrind in memory.
+
+Run: ``.venv/bin/python bench/write_path.py [--rounds 12] [--instructions] [--optimizer]``.
 """
 
 from __future__ import annotations
@@ -103,21 +109,52 @@ def direct_against_writer(rounds: int, creates: int) -> None:
     print(f"writer thread - direct, median of the rounds: {statistics.median(diffs):.3f} ms")
 
 
-def insert_forms(form: str, count: int) -> None:
-    """One statement form, ``count`` times (what callgrind counts)."""
+def insert_forms(form: str, count: int, path: str = ":memory:") -> float:
+    """One statement form, ``count`` times (what callgrind counts); seconds per insert."""
     import duckdb
 
-    columns, sql, params = FORMS[form]
-    con = duckdb.connect(":memory:")
+    columns, sql, params = FORMS[form.removesuffix(PARSED).removesuffix(OPTIMIZER_OFF)]
+    con = duckdb.connect(path)
     con.execute(f"CREATE TABLE t ({columns})")
+    cur = con.cursor()
+    if OPTIMIZER_OFF in form:
+        cur.execute("PRAGMA disable_optimizer")
+    statement: Any = duckdb.extract_statements(sql)[0] if form.endswith(PARSED) else sql
+    start = time.perf_counter()
     for i in range(count):
-        con.execute(sql, [f"{i:032x}", *params])
+        cur.execute(statement, [f"{i:032x}", *params])
+    elapsed = (time.perf_counter() - start) / count
+    cur.close()
+    con.close()
+    return elapsed
 
 
-def instructions() -> None:
+OPTIMIZER_OFF = ", optimizer off"
+PARSED = ", parsed once"
+
+
+def optimizer(rounds: int) -> None:
+    """The host's one-row INSERT into a file with the optimizer on, off, and off with the
+    statement parsed once, in turn in each round."""
+    form = "host, bound as is (now)"
+    ways = {"optimizer on": form, "optimizer off": form + OPTIMIZER_OFF,
+            "optimizer off, parsed once": form + OPTIMIZER_OFF + PARSED}  # fmt: skip
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    with tempfile.TemporaryDirectory() as folder:
+        for n in range(rounds):
+            for k, (way, name) in enumerate(ways.items()):
+                times[way].append(insert_forms(name, 1500, f"{folder}/{k}-{n}.duckdb") * 1e3)
+    on = times["optimizer on"]
+    for way, values in times.items():
+        ratio = statistics.median([v / o for v, o in zip(values, on, strict=True)])
+        print(f"{way:28s} median {statistics.median(values):.3f} ms per insert "
+              f"[{min(values):.3f}-{max(values):.3f}], {ratio:.2f}x the first")  # fmt: skip
+
+
+def instructions(forms: list[str]) -> None:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed")
-    for form in FORMS:
+    for form in forms:
         counts = []
         for n in (100, 400):
             out = subprocess.run(
@@ -128,7 +165,7 @@ def instructions() -> None:
             found = re.search(r"Collected : (\d+)", out)
             assert found, out[-500:]
             counts.append(int(found.group(1)))
-        print(f"{form:36s} {(counts[1] - counts[0]) / 300 / 1e6:.3f} M instructions per row")
+        print(f"{form:52s} {(counts[1] - counts[0]) / 300 / 1e6:.3f} M instructions per row")
 
 
 def main() -> None:
@@ -136,14 +173,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--creates", type=int, default=400, help="creates per round")
     parser.add_argument("--instructions", action="store_true", help="also count instructions")
+    parser.add_argument(
+        "--optimizer", action="store_true", help="only the INSERT with the optimizer on and off"
+    )
     parser.add_argument("--one-form", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_form:
         insert_forms(args.one_form[0], int(args.one_form[1]))
         return
+    if args.optimizer:
+        optimizer(args.rounds)
+        if args.instructions:
+            form = "host, bound as is (now)"
+            instructions([form, form + OPTIMIZER_OFF, form + OPTIMIZER_OFF + PARSED])
+        return
     direct_against_writer(args.rounds, args.creates)
     if args.instructions:
-        instructions()
+        instructions(list(FORMS))
 
 
 if __name__ == "__main__":

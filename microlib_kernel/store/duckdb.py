@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -121,6 +122,8 @@ class DuckDBStore(DataSource):
         self._count_lock = threading.Lock()
         self._held_lock = threading.Lock()
         self._write_cur: Any = None
+        # The write cursor of a create alone (see _apply_one): DuckDB's optimizer off.
+        self._row_cur: Any = None
         # Single writes made in the current turn of each event loop (direct writes).
         self._held: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._wal = Path(f"{path}.wal") if path is not None else None
@@ -131,7 +134,7 @@ class DuckDBStore(DataSource):
         self._types: dict[str, dict[str, ValueType]] = {}
         self._statements: dict[tuple[str, tuple[str, ...], bool], str] = {}
         self._row_inserts: dict[
-            tuple[str, tuple[str, ...]], tuple[str, tuple[Callable[[Any], Any], ...]]
+            tuple[str, tuple[str, ...]], tuple[Any, tuple[Callable[[Any], Any], ...]]
         ] = {}
         self._engine: DuckDBSqlEngine | None = None
         self._closed = False
@@ -177,6 +180,8 @@ class DuckDBStore(DataSource):
             raise DatasourceError(f"cannot open {self.path}: {text}") from None
         self._engine = DuckDBSqlEngine(self._con)
         self._write_cur = self._con.cursor()
+        self._row_cur = self._con.cursor()
+        self._row_cur.execute("PRAGMA disable_optimizer")
         self._readers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="microlib-read")
         self._writer = threading.Thread(
             target=self._write_loop, name=f"microlib-writer:{self.path}", daemon=True
@@ -276,6 +281,7 @@ class DuckDBStore(DataSource):
             with self._writing:
                 self._write_cur = None
                 cur.close()
+                self._row_cur.close()
 
     def _hold(self, item: _Pending) -> None:
         """Keep a single write until the loop's current turn ends (see the module doc)."""
@@ -414,11 +420,18 @@ class DuckDBStore(DataSource):
         resolve([(item, errors, None)])
 
     def _apply_one(self, cur: Any, op: WriteOp) -> None:
-        """:meth:`_apply` of one write; a create (the POST at c=1) skips its grouping."""
+        """:meth:`_apply` of one write, a transaction of its own; a create (the POST at
+        c=1) skips its grouping.
+
+        A create is one ``INSERT ... VALUES``, which DuckDB's optimizer has nothing to
+        do for: it runs on a cursor with the optimizer off, where its passes cost ~14%
+        of the statement's instructions and ~20% of its time on a file
+        (``bench/write_path.py --optimizer``). Every other statement keeps it.
+        """
         if op.kind != "upsert" or op.expect_revision != 0 or op.record is None:
             self._apply(cur, [op])
             return
-        self._upsert(cur, op.table, tuple(op.record), [op.record], insert_only=True)
+        self._upsert(self._row_cur, op.table, tuple(op.record), [op.record], insert_only=True)
         self._bump(op.table)
         self.commits += 1
 
@@ -532,14 +545,23 @@ class DuckDBStore(DataSource):
         types: dict[str, ValueType],
         record: dict[str, Any],
     ) -> None:
-        """One new row (a create): the statement and its encoders are made once per shape."""
+        """One new row (a create): the statement and its encoders are made once per shape.
+
+        The statement is kept parsed: DuckDB binds and plans it again at each execution
+        (against the catalog of that moment), but parsing its text cost ~14% of the
+        instructions of the whole insert (``bench/write_path.py --optimizer
+        --instructions``).
+        """
         key = (table, tuple(cols))
         known = self._row_inserts.get(key)
         if known is None:
             encoders = tuple(row_encoder(types[c]) for c in cols)
-            known = self._row_inserts[key] = (values_insert_sql(table, cols, types), encoders)
-        sql, encoders = known
-        cur.execute(sql, [enc(record.get(c)) for c, enc in zip(cols, encoders, strict=True)])
+            known = self._row_inserts[key] = (
+                _parsed(values_insert_sql(table, cols, types)),
+                encoders,
+            )
+        statement, encoders = known
+        cur.execute(statement, [enc(record.get(c)) for c, enc in zip(cols, encoders, strict=True)])
 
     async def write(self, op: WriteOp) -> None:
         self._refuse_if_closed()
@@ -968,6 +990,32 @@ class _CursorReads:
 def _end_read(cur: Any) -> None:
     _rollback(cur)  # a read-only transaction: nothing to commit
     cur.close()
+
+
+def _parsed(sql: str) -> Any:
+    """``sql`` (one statement) parsed once, to execute many times; the text itself where
+    this DuckDB cannot execute a parsed statement."""
+    import duckdb
+
+    if not _executes_parsed():
+        return sql
+    (statement,) = duckdb.extract_statements(sql)
+    return statement
+
+
+@functools.cache
+def _executes_parsed() -> bool:
+    """Whether this DuckDB executes a statement parsed by ``extract_statements``."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(":memory:")
+        try:
+            return con.execute(duckdb.extract_statements("SELECT $1")[0], [7]).fetchone() == (7,)
+        finally:
+            con.close()
+    except Exception:
+        return False
 
 
 def _rollback(cur: Any) -> None:

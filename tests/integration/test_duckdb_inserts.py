@@ -209,3 +209,22 @@ async def test_a_list_column_refuses_what_is_not_a_list(tmp_path: Path) -> None:
         assert (await ds.get("tagged", "t") or {}).get("tags") == ["a"]
     finally:
         await ds.close()
+
+
+async def test_a_create_alone_skips_the_optimizer_and_fails_cleanly(store: DataSource) -> None:
+    # A create alone is one INSERT ... VALUES on a cursor of its own with DuckDB's
+    # optimizer off; every other statement keeps the optimizer.
+    assert isinstance(store, DuckDBStore)
+    setting = "SELECT value FROM duckdb_settings() WHERE name = 'enable_optimizer'"
+    assert store._row_cur.execute(setting).fetchone() == ("false",)
+    assert store._write_cur.execute(setting).fetchone() == ("true",)
+    before = store.direct_writes
+    await store.write(create("a"))
+    # A failed create alone (its id exists) leaves that cursor ready for the next one.
+    with pytest.raises(Conflict, match="already exists"):
+        await store.write(create("a", "again"))
+    await store.write(create("b"))
+    await store.write(WriteOp("upsert", "things", "b", {"id": "b", "revision": 2, "name": "B"}, 1))
+    assert store.direct_writes - before == 4
+    rows = await store.query("things", Query(order=(("id", False),)))
+    assert [(r["id"], r["revision"], r["name"]) for r in rows] == [("a", 1, "a"), ("b", 2, "B")]
