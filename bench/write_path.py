@@ -20,7 +20,12 @@ Two measurements, each side by side with its baseline in the same run:
   alone), in turn in each round; and, with ``--instructions``, the same three counted
   by callgrind in memory.
 
-Run: ``.venv/bin/python bench/write_path.py [--rounds 12] [--instructions] [--optimizer]``.
+* ``--unnest``: the ``INSERT`` of a group commit of 32 creates (one ``unnest`` per
+  column) against the same with the columns that hold one value bound once, counted
+  by callgrind in memory (optimizer off, statement parsed once, as the host runs it).
+
+Run: ``.venv/bin/python bench/write_path.py [--rounds 12] [--instructions] [--optimizer]
+[--unnest]``.
 """
 
 from __future__ import annotations
@@ -151,12 +156,46 @@ def optimizer(rounds: int) -> None:
               f"[{min(values):.3f}-{max(values):.3f}], {ratio:.2f}x the first")  # fmt: skip
 
 
+UNNEST_HEAD = f'INSERT INTO "t" {NAMES9} SELECT unnest($1::VARCHAR[]), '
+UNNEST = {
+    "32 creates, a list per column": UNNEST_HEAD
+    + "CAST(unnest($2::VARCHAR[]) AS TIMESTAMPTZ), CAST(unnest($3::VARCHAR[]) AS TIMESTAMPTZ),"
+    " unnest($4::VARCHAR[]), unnest($5::BIGINT[]), CAST(CAST(unnest($6::VARCHAR[]) AS JSON)"
+    " AS VARCHAR[]), unnest($7::VARCHAR[]), unnest($8::VARCHAR[]), unnest($9::BIGINT[])",
+    "32 creates, shared values bound once": UNNEST_HEAD
+    + "CAST(unnest($2::VARCHAR[]) AS TIMESTAMPTZ), CAST(unnest($3::VARCHAR[]) AS TIMESTAMPTZ),"
+    " CAST($4 AS VARCHAR), CAST($5 AS BIGINT), CAST(CAST($6 AS JSON) AS VARCHAR[]),"
+    " CAST($7 AS VARCHAR), unnest($8::VARCHAR[]), unnest($9::BIGINT[])",
+}
+
+
+def unnest_forms(form: str, count: int) -> None:
+    """One group-commit INSERT form, ``count`` times (what callgrind counts)."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute(f"CREATE TABLE t ({COLUMNS9})")
+    cur = con.cursor()
+    cur.execute("PRAGMA disable_optimizer")
+    statement = duckdb.extract_statements(UNNEST[form])[0]
+    b = 32
+    shared = "bound once" in form
+    for i in range(count):
+        ids = [f"{i:020x}{j:012x}" for j in range(b)]
+        framework = (
+            ["1.0.0", 1, "[]", None] if shared else [["1.0.0"] * b, [1] * b, ["[]"] * b, [None] * b]
+        )
+        cur.execute(statement, [ids, [NOW] * b, [NOW] * b, *framework, ["w"] * b, [3] * b])
+
+
 def instructions(forms: list[str]) -> None:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed")
     for form in forms:
         counts = []
-        for n in (100, 400):
+        # Statements: one row each, or 32 for a group commit's form.
+        sizes, rows = ((10, 40), 32) if form in UNNEST else ((100, 400), 1)
+        for n in sizes:
             out = subprocess.run(
                 ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                  sys.executable, __file__, "--one-form", form, str(n)],
@@ -165,7 +204,8 @@ def instructions(forms: list[str]) -> None:
             found = re.search(r"Collected : (\d+)", out)
             assert found, out[-500:]
             counts.append(int(found.group(1)))
-        print(f"{form:52s} {(counts[1] - counts[0]) / 300 / 1e6:.3f} M instructions per row")
+        per_row = (counts[1] - counts[0]) / ((sizes[1] - sizes[0]) * rows)
+        print(f"{form:52s} {per_row / 1e6:.3f} M instructions per row")
 
 
 def main() -> None:
@@ -176,10 +216,15 @@ def main() -> None:
     parser.add_argument(
         "--optimizer", action="store_true", help="only the INSERT with the optimizer on and off"
     )
+    parser.add_argument("--unnest", action="store_true", help="only a group commit's INSERT")
     parser.add_argument("--one-form", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_form:
-        insert_forms(args.one_form[0], int(args.one_form[1]))
+        form, count = args.one_form[0], int(args.one_form[1])
+        unnest_forms(form, count) if form in UNNEST else insert_forms(form, count)
+        return
+    if args.unnest:
+        instructions(list(UNNEST))
         return
     if args.optimizer:
         optimizer(args.rounds)

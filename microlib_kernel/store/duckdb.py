@@ -47,6 +47,7 @@ from .duckdb_bulk import (
     json_array_sql,
     json_row_expr,
     json_rows_sql,
+    repeated_columns,
     unnest_insert_sql,
     values_insert_sql,
 )
@@ -132,7 +133,7 @@ class DuckDBStore(DataSource):
         self._cursors: list[Any] = []
         self._cursor_lock = threading.Lock()
         self._types: dict[str, dict[str, ValueType]] = {}
-        self._statements: dict[tuple[str, tuple[str, ...], bool], str] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool, frozenset[str]], Any] = {}
         self._row_inserts: dict[
             tuple[str, tuple[str, ...]], tuple[Any, tuple[Callable[[Any], Any], ...]]
         ] = {}
@@ -425,8 +426,10 @@ class DuckDBStore(DataSource):
 
         A create is one ``INSERT ... VALUES``, which DuckDB's optimizer has nothing to
         do for: it runs on a cursor with the optimizer off, where its passes cost ~14%
-        of the statement's instructions and ~20% of its time on a file
-        (``bench/write_path.py --optimizer``). Every other statement keeps it.
+        of the statement's instructions and ~10% of its time on a file
+        (``bench/write_path.py --optimizer``). So does the lone ``INSERT`` of a group
+        commit's few creates (:meth:`_apply`). Every other statement keeps it: a
+        ``DELETE ... WHERE id IN`` or an upsert may need it.
         """
         if op.kind != "upsert" or op.expect_revision != 0 or op.record is None:
             self._apply(cur, [op])
@@ -481,7 +484,10 @@ class DuckDBStore(DataSource):
                     [deletes],
                 )
             for (insert_only, columns), records in groups.items():
-                self._upsert(cur, table, columns, records, insert_only)
+                # One INSERT of a few new rows (a group commit of creates) is a
+                # transaction of its own: the row cursor takes it, as a create alone.
+                alone = single and insert_only and len(records) < ARROW_MIN_ROWS
+                self._upsert(self._row_cur if alone else cur, table, columns, records, insert_only)
         if not single:
             cur.execute("COMMIT")
         # After the commit: a reader that sees the new count must see the new rows.
@@ -508,19 +514,23 @@ class DuckDBStore(DataSource):
         if insert_only and len(records) == 1:
             self._insert_row(cur, table, cols, types, records[0])
             return
-        key = (table, tuple(cols), insert_only)
-        sql = self._statements.get(key)
-        if sql is None:
-            sql = unnest_insert_sql(table, cols, types)
+        values = {c: [r.get(c) for r in records] for c in cols}
+        repeated = repeated_columns(cols, types, values)
+        key = (table, tuple(cols), insert_only, repeated)
+        statement = self._statements.get(key)
+        if statement is None:
+            sql = unnest_insert_sql(table, cols, types, repeated)
             if not insert_only:
                 updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in cols if c != "id")
                 sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
-            self._statements[key] = sql
+            if len(self._statements) >= _STATEMENTS_KEPT:
+                self._statements.clear()  # shapes beyond the usual few: start again
+            statement = self._statements[key] = _parsed(sql)  # as _insert_row's
         params = []
         for c in cols:
             enc = encoder(types[c])
-            params.append([enc(r.get(c)) for r in records])
-        cur.execute(sql, params)
+            params.append(enc(values[c][0]) if c in repeated else list(map(enc, values[c])))
+        cur.execute(statement, params)
 
     def _insert_columns(
         self, cur: Any, table: str, columns: dict[str, Sequence[Any]], inserts: FreshInserts
@@ -990,6 +1000,10 @@ class _CursorReads:
 def _end_read(cur: Any) -> None:
     _rollback(cur)  # a read-only transaction: nothing to commit
     cur.close()
+
+
+#: Parsed bulk statements kept (by table, columns and which columns hold one value).
+_STATEMENTS_KEPT = 512
 
 
 def _parsed(sql: str) -> Any:

@@ -228,3 +228,31 @@ async def test_a_create_alone_skips_the_optimizer_and_fails_cleanly(store: DataS
     assert store.direct_writes - before == 4
     rows = await store.query("things", Query(order=(("id", False),)))
     assert [(r["id"], r["revision"], r["name"]) for r in rows] == [("a", 1, "a"), ("b", 2, "B")]
+
+
+async def test_group_commits_bind_shared_values_once_and_store_each_row(tmp_path: Path) -> None:
+    # The rows of one unnest INSERT that hold one value are bound once: the stored rows
+    # are the same, updates included, and a shared value beyond BIGINT is still refused.
+    from microlib_kernel import Host, Model
+
+    class Pet(Model, endpoint="pets"):
+        name: str
+        age: int = 0
+        note: str | None = None
+        tags: list[str] = []
+
+    host = Host(f"duckdb:///{tmp_path}/pets.duckdb")
+    try:
+        host.publish(Pet)
+        made = await asyncio.gather(*[Pet.create(name="rex", tags=["a"]) for _ in range(20)])
+        assert len({p.id for p in made}) == 20
+        changed = await asyncio.gather(*[p.update(age=3) for p in made[:10]])
+        rows = host.sql("SELECT name, age, note, tags, revision FROM pets ORDER BY age").rows
+        assert rows == [("rex", 0, None, ["a"], 1)] * 10 + [("rex", 3, None, ["a"], 2)] * 10
+        assert all(p.revision == 2 for p in changed)
+        big = await asyncio.gather(*[Pet.create(name="x", age=2**70) for _ in range(3)],
+                                   return_exceptions=True)  # fmt: skip
+        assert all(isinstance(e, ValidationFailed) and "cannot store" in e.message for e in big)
+        assert host.sql("SELECT count(*) FROM pets").rows == [(20,)]
+    finally:
+        host.close()
