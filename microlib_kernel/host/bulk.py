@@ -57,14 +57,24 @@ _exact: weakref.WeakKeyDictionary[type[Model], bool] = weakref.WeakKeyDictionary
 
 def framework_set_after(cls: type[Model]) -> bool:
     """Whether :func:`validate_fresh` may validate ``cls``'s rows alone and set the
-    framework's values afterwards: no validator of any kind sees them, the framework
-    fields are ``Model``'s own, and no setting changes how their values validate."""
+    framework's values afterwards: nothing in validation can see them (no validator
+    function of any kind, decorated or ``Annotated``; no default factory that reads
+    the data; no alias, which could name a framework key), the framework fields are
+    ``Model``'s own, and no setting changes how their values validate."""
     exact = _exact.get(cls)
     if exact is None:
         decorators = cls.__pydantic_decorators__
         config = cls.model_config
         exact = _exact[cls] = not (
-            decorators.field_validators
+            _has_validator_function(cls.__pydantic_core_schema__)
+            or any(
+                f.alias is not None
+                or f.validation_alias is not None
+                or getattr(f, "default_factory_takes_validated_data", False)
+                or getattr(f, "default_factory_takes_data", False)
+                for f in cls.model_fields.values()
+            )
+            or decorators.field_validators
             or decorators.model_validators
             or decorators.validators
             or decorators.root_validators
@@ -80,6 +90,21 @@ def framework_set_after(cls: type[Model]) -> bool:
             )
         )
     return exact
+
+
+def _has_validator_function(schema: Any) -> bool:
+    """Whether a pydantic-core schema holds a validator function anywhere (one that
+    takes ``ValidationInfo`` could read the framework's values in ``info.data``)."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if str(node.get("type", "")).startswith("function-"):
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
 
 
 def validate_fresh(
@@ -154,7 +179,10 @@ _shared_fields: dict[frozenset[str], set[str]] = {}
 
 
 def share_fields_set(instance: Model) -> None:
-    """Point ``instance`` at the shared set equal to its own set of fields set."""
+    """Point ``instance`` at the shared set equal to its own set of fields set (only an
+    instance of a frozen model: assigning a field of another adds to its set)."""
+    if not type(instance).model_config.get("frozen"):
+        return
     own = instance.__pydantic_fields_set__
     key = frozenset(own)
     shared = _shared_fields.get(key)
@@ -170,7 +198,11 @@ def share_fields_sets(instances: Sequence[Model]) -> None:
     """:func:`share_fields_set` of each instance; rows of one shape (a bulk create's)
     compare their set with the last one shared instead of building a key each."""
     last: set[str] | None = None
+    frozen: dict[type[Model], bool] = {}
     for instance in instances:
+        cls = type(instance)
+        if not frozen.setdefault(cls, bool(cls.model_config.get("frozen"))):
+            continue
         own = instance.__pydantic_fields_set__
         if last is not None and own == last:
             if own is not last:

@@ -1043,7 +1043,10 @@ def _storage_error(op: WriteOp | None, exc: Exception) -> Exception:
     import duckdb
 
     where = f"{op.table}/{op.id}" if op else "write"
-    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException):
+    if isinstance(exc, duckdb.ConversionException | duckdb.OutOfRangeException) or (
+        # An integer beyond 128 bits fails as it is bound, before any cast.
+        isinstance(exc, duckdb.InvalidInputException) and "too large for 128-bit" in str(exc)
+    ):
         # The first line says what is wrong; the rest quotes our SQL (users get a 400).
         return ValidationFailed(f"cannot store {where}: {str(exc).strip().splitlines()[0]}")
     if isinstance(exc, duckdb.ConstraintException):

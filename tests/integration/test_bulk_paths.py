@@ -446,6 +446,11 @@ async def test_values_beyond_a_column_are_refused_clearly(host: Host) -> None:
     host.publish(Wide)
     with pytest.raises(ValidationFailed, match="cannot store"):
         await Wide.create(name="big", qty=2**70)
+    with pytest.raises(ValidationFailed, match="cannot store"):  # fails as it is bound
+        await Wide.create(name="huge", qty=2**200)
+    huge = await asyncio.gather(*[Wide.create(name=f"h{i}", qty=2**200) for i in range(3)],
+                                return_exceptions=True)  # fmt: skip
+    assert all(isinstance(e, ValidationFailed) for e in huge), huge
     rows = [wide_row(i) for i in range(300)]
     rows[123]["qty"] = 2**70  # Arrow cannot hold it: the batch falls back, then fails
     with pytest.raises(ValidationFailed, match="cannot store"):

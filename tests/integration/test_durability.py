@@ -117,9 +117,7 @@ def test_second_host_in_the_same_process_is_refused(tmp_path: Path) -> None:
     Host("duckdb:///one.duckdb").close()
 
 
-@pytest.mark.slow
-async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    body = """
+GATHERED = """
     n = 0
     while True:
         batch = await asyncio.gather(
@@ -129,6 +127,20 @@ async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
             print(o.id, flush=True)   # printed only after the create was acknowledged
         n += 50
     """
+# One at a time: each create commits alone, on the caller's thread (a direct write on
+# the store's row cursor), not through the writer thread.
+ONE_BY_ONE = """
+    n = 0
+    while True:
+        o = await Order.create(items=[{"n": n}], total=n)
+        print(o.id, flush=True)
+        n += 1
+    """
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("body", [GATHERED, ONE_BY_ONE], ids=["gathered", "one-by-one"])
+async def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, body: str) -> None:
     proc = spawn("duckdb:///killed.duckdb", body, tmp_path)
     acknowledged: list[str] = []
     assert proc.stdout is not None
