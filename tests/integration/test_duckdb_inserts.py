@@ -256,3 +256,35 @@ async def test_group_commits_bind_shared_values_once_and_store_each_row(tmp_path
         assert host.sql("SELECT count(*) FROM pets").rows == [(20,)]
     finally:
         host.close()
+
+
+async def test_an_idle_writer_checkpoints_after_many_bulk_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bulk inserts log little, so DuckDB's own threshold may never checkpoint them: the
+    # writer does once enough bulk rows are acknowledged and nothing else waits.
+    from microlib_kernel import Host, Model
+
+    monkeypatch.setattr(duckdb_store, "CHECKPOINT_BULK_ROWS", 500)
+
+    class Note(Model, endpoint="notes"):
+        text: str
+
+    host = Host(f"duckdb:///{tmp_path}/notes.duckdb")
+    try:
+        host.publish(Note)
+        store = host.repository("notes").store
+        assert isinstance(store, DuckDBStore)
+        await Note.create_many([{"text": f"t{i}"} for i in range(300)])
+        assert store._bulk_rows == 300  # below the mark: no checkpoint yet
+        await Note.create_many([{"text": f"u{i}"} for i in range(300)])
+        deadline = time.monotonic() + 5
+        while store._bulk_rows and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert store._bulk_rows == 0
+        wal = tmp_path / "notes.duckdb.wal"
+        assert not wal.exists() or wal.stat().st_size < 64 * 1024
+        await Note.create(text="after")  # the store writes on
+        assert await Note.count() == 601
+    finally:
+        host.close()
