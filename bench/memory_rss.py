@@ -63,6 +63,8 @@ HOST_SIDE = textwrap.dedent(
     print(json.dumps({{"growth": rss_bytes() - before, "arrow": before - start,
                       "duckdb": host.datasource.memory_bytes() - duckdb_before}}))
     host.close()
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)  # the database file: nothing to keep
     """
 )
 
