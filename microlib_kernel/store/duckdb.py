@@ -79,6 +79,8 @@ _DIRECT_WAL_ROOM = 4 * 2**20
 #: costs time and leaves its buffers with the allocator (+12 MiB of RSS after one of
 #: 100,000 rows, ``bench/memory_rss.py``).
 CHECKPOINT_BULK_ROWS = 250_000
+#: Parsed bulk statements kept (by table, columns and which columns hold one value).
+_STATEMENTS_KEPT = 512
 
 
 @dataclass
@@ -468,7 +470,7 @@ class DuckDBStore(DataSource):
         Groups = dict[tuple[bool, tuple[str, ...]], list[dict[str, Any]]]
         tables: dict[str, tuple[list[str], Groups]] = {}
         if isinstance(ops, FreshInserts) and ops.columns is not None:
-            self._insert_columns(cur, ops.table, ops.columns, ops)  # one statement
+            self._insert_columns(cur, ops)  # one statement
             self._bump(ops.table)
             self.commits += 1
             return
@@ -530,9 +532,7 @@ class DuckDBStore(DataSource):
         insert_only: bool = False,
         arrow_tried: bool = False,
     ) -> None:
-        types = self._types.get(table)
-        if types is None:
-            raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
+        types = self._registered(table)
         cols = [c for c in columns if c in types]
         bulk = insert_only and len(records) >= ARROW_MIN_ROWS and not arrow_tried
         if bulk and arrow_insert(cur, table, cols, types, records):
@@ -559,14 +559,12 @@ class DuckDBStore(DataSource):
             params.append(enc(values[c][0]) if c in repeated else list(map(enc, values[c])))
         cur.execute(statement, params)
 
-    def _insert_columns(
-        self, cur: Any, table: str, columns: dict[str, Sequence[Any]], inserts: FreshInserts
-    ) -> None:
+    def _insert_columns(self, cur: Any, inserts: FreshInserts) -> None:
         """New rows given by column (every row has every field): straight into DuckDB,
         no record per row, when pyarrow is there and the rows are many."""
-        types = self._types.get(table)
-        if types is None:
-            raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
+        assert inserts.columns is not None
+        table, columns = inserts.table, inserts.columns
+        types = self._registered(table)
         known = {c: values for c, values in columns.items() if c in types}
         tried = len(inserts) >= ARROW_MIN_ROWS
         if tried and arrow_insert_columns(cur, table, types, known):
@@ -574,6 +572,13 @@ class DuckDBStore(DataSource):
             return
         records = list(inserts.records)
         self._upsert(cur, table, tuple(columns), records, insert_only=True, arrow_tried=tried)
+
+    def _registered(self, table: str) -> dict[str, ValueType]:
+        """The column types of ``table`` (refused if no model published it)."""
+        types = self._types.get(table)
+        if types is None:
+            raise DatasourceError(f"table {table!r} is not registered (publish its model first)")
+        return types
 
     def _insert_row(
         self,
@@ -1028,10 +1033,6 @@ class _CursorReads:
 def _end_read(cur: Any) -> None:
     _rollback(cur)  # a read-only transaction: nothing to commit
     cur.close()
-
-
-#: Parsed bulk statements kept (by table, columns and which columns hold one value).
-_STATEMENTS_KEPT = 512
 
 
 def _parsed(sql: str) -> Any:

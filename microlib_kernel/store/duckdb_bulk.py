@@ -6,7 +6,8 @@ Three statements, each chosen by measurement (README, "Where the time goes"):
   ``unnest`` of one-element lists costs ~40% more CPU per statement (the POST at c=1).
 * many new rows, with pyarrow installed (the ``arrow`` extra): the columns go in as one
   Arrow table, which DuckDB scans without converting Python lists value by value
-  (~3x faster than ``unnest`` for 100,000 rows).
+  (~3x faster than ``unnest`` for 100,000 rows); a column that holds one value in
+  every row is bound once as a parameter instead (as is one of a few rows' ``unnest``).
 * a list of many rows: DuckDB renders each row as JSON text (``to_json``), and pydantic
   validates the whole list from JSON in one call, which skips building a Python
   dict per row and decoding its JSON columns in Python. When no row can come from
@@ -92,7 +93,7 @@ def unnest_insert_sql(
 
     A group commit's creates share their version, revision, ``port_flow`` and
     ``compensation``: bound once each, 32 creates cost 17% fewer instructions than
-    with a list per column (``bench/write_path.py --unnest --instructions``).
+    with a list per column (``bench/write_path.py --unnest``).
     """
     names = ", ".join(quote(c) for c in columns)
     exprs = ", ".join(
@@ -106,18 +107,9 @@ def unnest_insert_sql(
 def repeated_columns(
     columns: Sequence[str], types: dict[str, ValueType], values: dict[str, list[Any]]
 ) -> frozenset[str]:
-    """The columns of ``values`` that hold one value in every row (:func:`_one_value`)
-    and can be bound once (not an integer beyond ``BIGINT``: its list gets DuckDB's own
-    error). Never all of them: an ``unnest`` gives the statement its rows."""
-    out = set()
-    for c in columns:
-        one = _one_value(values[c])
-        if one is _VARIES:
-            continue
-        value = encoder(types[c])(one)
-        if type(value) is int and not -(2**63) <= value < 2**63:
-            continue
-        out.add(c)
+    """The columns of ``values`` that :func:`_bound_once` binds once. Never all of them:
+    an ``unnest`` gives the statement its rows."""
+    out = {c for c in columns if _bound_once(values[c], types[c]) is not _VARIES}
     if len(out) == len(columns):
         out.discard(columns[0])
     return frozenset(out)
@@ -164,12 +156,9 @@ def arrow_insert_columns(
     for c, values in columns.items():
         t = types[c]
         kind = _ARROW_TYPES.get(t.kind, "string") if not t.secret else "string"
-        one = _one_value(values)
-        if one is not _VARIES:
-            value = encoder(t)(one)
-            if type(value) is int and not -(2**63) <= value < 2**63:
-                return False  # beyond BIGINT: the unnest path names the problem (a 400)
-            params.append(value)
+        once = _bound_once(values, t)
+        if once is not _VARIES:
+            params.append(once)
             exprs.append(_column_expr(f"${len(params)}", t, bound=True))
             continue
         ref = f"c{len(arrays)}"
@@ -204,6 +193,19 @@ def arrow_insert_columns(
 _VARIES = object()
 
 
+def _bound_once(values: Sequence[Any], t: ValueType) -> Any:
+    """The parameter that binds a column of one value (:func:`_one_value`) once, or
+    ``_VARIES``. Not an integer beyond ``BIGINT``: as a list (``unnest``) or an Arrow
+    column it gets DuckDB's or Arrow's own refusal, which names the problem (a 400)."""
+    one = _one_value(values)
+    if one is _VARIES:
+        return _VARIES
+    value = encoder(t)(one)
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return _VARIES
+    return value
+
+
 def _one_value(values: Sequence[Any]) -> Any:
     """The value every row of a column holds, or ``_VARIES``.
 
@@ -230,21 +232,11 @@ def _one_value(values: Sequence[Any]) -> Any:
 
 
 def _encoded(values: Sequence[Any], t: ValueType) -> Sequence[Any]:
-    """A column's values as its Arrow array takes them."""
+    """A column's values as its Arrow array takes them (a column of one value never
+    comes here: :func:`arrow_insert_columns` binds it once)."""
     enc = encoder(t)
     if enc is identity or (t.kind == "float" and not t.secret):
         return values  # native: Arrow converts ints to float64 itself
-    first, n = values[0], len(values)
-    # The timestamps of a bulk create hold one value in every row, and its port_flow
-    # one empty list: encode it once. Only for text and empty containers, whose
-    # equality is exact (1 == 1.0 == True in Python, not in JSON). The ends and the
-    # middle are checked first: a varying column costs three comparisons.
-    if (
-        (type(first) is str or (type(first) in (list, dict) and not first))
-        and first == values[-1] == values[n // 2]
-        and values.count(first) == n
-    ):
-        return [enc(first)] * n
     return [enc(v) for v in values]
 
 
